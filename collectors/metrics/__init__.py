@@ -1,0 +1,1 @@
+"""Ubuntu community metrics: collectors that write InfluxDB points, and their framework."""
