@@ -1,0 +1,298 @@
+"""The collectors tree on the unit: fetch, build beside the live one, validate, swap atomically.
+
+Each tree lives in `checkouts/<id>/` (`<id>`: the commit, or `bundled-<hash>` for the tree
+shipped in the charm) and is never changed once built. `current` is a symlink to the live tree
+(the folder that holds `metrics/`), replaced in one rename, so a collector that is running keeps
+the tree it started with. The previous tree is kept for rollback; older ones are deleted.
+
+git runs as the unprivileged `Account` and fetches into a bare cache repository per remote, so
+every pull is an incremental fetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from .account import Account
+from .discovery import Collector, discover_collectors
+from .files import replace_symlink
+from .paths import Paths
+from .settings import Settings
+
+_IGNORED = {"__pycache__", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis", ".venv"}
+_GIT_TIMEOUT = 600
+
+
+class CheckoutError(Exception):
+    """The wanted tree cannot be fetched or is not a collectors tree; one line for the status."""
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """One built tree: `folder` is `checkouts/<id>/`, `tree` the folder in it that holds
+    `metrics/` (the checkout itself for the bundled tree, `collectors-path` in a repository)."""
+
+    id: str
+    folder: Path
+    tree: Path
+
+
+def current_checkout(paths: Paths) -> Checkout | None:
+    """The live tree, or None before the first checkout."""
+    if not paths.current.is_symlink():
+        return None
+    target = Path(os.readlink(paths.current))
+    if len(target.parts) < 2 or target.parts[0] != "checkouts":
+        return None
+    tree = paths.state_dir / target
+    if not tree.is_dir():
+        return None
+    return Checkout(target.parts[1], paths.checkouts / target.parts[1], tree)
+
+
+def display_url(url: str) -> str:
+    """`url` without a user name or password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def prepare_bundled(paths: Paths, bundled_tree: Path) -> Checkout:
+    """Copy the tree shipped in the charm into `checkouts/bundled-<content hash>/`."""
+    if not (bundled_tree / "metrics" / "collectors").is_dir():
+        raise CheckoutError(
+            f"the charm's bundled tree {bundled_tree} has no metrics/collectors: "
+            "rebuild the charm with charmcraft pack, or set collectors-repo"
+        )
+    checkout_id = "bundled-" + _tree_hash(bundled_tree)[:16]
+    destination = paths.checkouts / checkout_id
+    if not destination.is_dir():
+        paths.checkouts.mkdir(parents=True, exist_ok=True)
+        building = paths.checkouts / f".tmp-{checkout_id}-{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.copytree(
+            bundled_tree, building, symlinks=True, ignore=shutil.ignore_patterns(*_IGNORED)
+        )
+        _make_readable(building)
+        os.rename(building, destination)
+    return Checkout(checkout_id, destination, destination)
+
+
+def prepare_git(paths: Paths, settings: Settings, account: Account) -> Checkout:
+    """Fetch `settings.branch` (or `settings.revision`) of `settings.repo` and build its tree.
+
+    Raises CheckoutError naming the repository, branch or revision and what to check.
+    """
+    cache = _cache_for(paths, settings.repo, account)
+    git = _Git(paths, cache, account, settings)
+    if settings.revision:
+        git.fetch(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], prune=True)
+        commit = git.resolve(f"refs/tags/{settings.revision}") or git.resolve(settings.revision)
+        # A commit on no branch or tag: servers that allow it hand it out by its hash.
+        is_hash = re.fullmatch(r"[0-9a-fA-F]{7,40}", settings.revision)
+        if commit is None and is_hash and git.try_fetch([settings.revision]):
+            commit = git.resolve(settings.revision)
+        if commit is None:
+            raise CheckoutError(
+                f"revision {settings.revision!r} not found in {display_url(settings.repo)} "
+                "(searched its branches and tags): check collectors-revision"
+            )
+    else:
+        branch_ref = f"refs/heads/{settings.branch}"
+        git.fetch([f"+{branch_ref}:{branch_ref}"], prune=False)
+        commit = git.resolve(branch_ref)
+        if commit is None:
+            raise CheckoutError(
+                f"branch {settings.branch!r} not found in {display_url(settings.repo)}: "
+                "check collectors-branch"
+            )
+    destination = paths.checkouts / commit
+    if not destination.is_dir():
+        git.extract(commit, destination)
+    return Checkout(commit, destination, destination / settings.path)
+
+
+def validate(checkout: Checkout, settings: Settings) -> list[Collector]:
+    """Discover the collectors of a built tree; CheckoutError when it is not a collectors tree."""
+    tree = checkout.tree.resolve()
+    if (
+        not tree.is_relative_to(checkout.folder.resolve())
+        or not (tree / "metrics" / "collectors").is_dir()
+    ):
+        where = (
+            f"{display_url(settings.repo)} at {checkout.id[:12]}"
+            if settings.repo
+            else f"the bundled tree {settings.bundled_tree}"
+        )
+        raise CheckoutError(
+            f"{where} has no {settings.path}/metrics/collectors folder: "
+            "check collectors-path and collectors-branch"
+        )
+    return discover_collectors(checkout.tree)
+
+
+def activate(paths: Paths, checkout: Checkout) -> Checkout | None:
+    """Make `checkout` the live tree; keep the previous one, delete older ones.
+
+    Returns the previous live tree (None on the first checkout).
+    """
+    previous = current_checkout(paths)
+    replace_symlink(paths.current, checkout.tree.relative_to(paths.state_dir))
+    keep = {checkout.id} | ({previous.id} if previous else set())
+    for folder in paths.checkouts.iterdir():
+        if folder.name not in keep:
+            _remove(folder)
+    return previous
+
+
+def prune_caches(paths: Paths, repo: str) -> None:
+    """Delete the git caches of repositories other than `repo` (none when `repo` is empty)."""
+    if not paths.git_cache.is_dir():
+        return
+    keep = _cache_name(repo) if repo else None
+    for cache in paths.git_cache.iterdir():
+        if cache.name != keep:
+            _remove(cache)
+
+
+def _cache_name(repo: str) -> str:
+    return hashlib.sha256(repo.encode()).hexdigest()[:16] + ".git"
+
+
+def _cache_for(paths: Paths, repo: str, account: Account) -> Path:
+    for folder in (paths.state_dir, paths.git_cache, paths.checkouts, paths.home):
+        folder.mkdir(parents=True, exist_ok=True)
+    for folder in (paths.git_cache, paths.checkouts, paths.home):
+        account.own(folder)
+    return paths.git_cache / _cache_name(repo)
+
+
+class _Git:
+    """git commands on the cache repository, run as the unprivileged account."""
+
+    def __init__(self, paths: Paths, cache: Path, account: Account, settings: Settings) -> None:
+        self.paths = paths
+        self.cache = cache
+        self.account = account
+        self.repo = settings.repo
+        self.branch = settings.branch
+        self.env = {
+            "GIT_TERMINAL_PROMPT": "0",  # a private repository fails instead of hanging
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            **settings.proxy.environment(),
+        }
+
+    def run(self, *args: str) -> tuple[int, str]:
+        result = self.account.run(
+            ["git", *args], home=self.paths.home, env=self.env, timeout=_GIT_TIMEOUT
+        )
+        return result.returncode, result.stderr.replace(self.repo, display_url(self.repo))
+
+    def fetch(self, refspecs: list[str], *, prune: bool) -> None:
+        if not self.cache.is_dir():
+            code, error = self.run("init", "--quiet", "--bare", str(self.cache))
+            if code != 0:
+                raise CheckoutError(f"cannot create the git cache {self.cache}: {_last(error)}")
+        flags = ["--prune"] if prune else []
+        code, error = self.run(
+            "-C", str(self.cache), "fetch", "--quiet", "--force", "--no-tags", *flags,
+            "--", self.repo, *refspecs,
+        )  # fmt: skip
+        if code == 0:
+            return
+        if "couldn't find remote ref" in error:
+            raise CheckoutError(
+                f"branch {self.branch!r} not found in {display_url(self.repo)}: "
+                "check collectors-branch"
+            )
+        raise CheckoutError(
+            f"cannot fetch {display_url(self.repo)} ({_last(error)}): check collectors-repo, "
+            "the network and the proxy settings"
+        )
+
+    def try_fetch(self, refspecs: list[str]) -> bool:
+        code, _ = self.run("-C", str(self.cache), "fetch", "--quiet", "--", self.repo, *refspecs)
+        return code == 0
+
+    def resolve(self, ref: str) -> str | None:
+        result = self.account.run(
+            ["git", "-C", str(self.cache), "rev-parse", "--verify", "--quiet",
+             "--end-of-options", f"{ref}^{{commit}}"],
+            home=self.paths.home,
+            env=self.env,
+        )  # fmt: skip
+        commit = result.stdout.strip()
+        return commit if result.returncode == 0 and commit else None
+
+    def extract(self, commit: str, destination: Path) -> None:
+        building = destination.with_name(f".tmp-{commit}-{os.getpid()}")
+        archive = building.with_suffix(".tar")
+        _remove(building)
+        archive.unlink(missing_ok=True)
+        try:
+            for args in (
+                ["git", "-C", str(self.cache), "archive", "--format=tar", "-o", str(archive),
+                 commit],
+                ["mkdir", str(building)],
+                ["tar", "-x", "-f", str(archive), "-C", str(building)],
+            ):  # fmt: skip
+                result = self.account.run(args, home=self.paths.home, env=self.env)
+                if result.returncode != 0:
+                    raise CheckoutError(
+                        f"cannot unpack {display_url(self.repo)} at {commit[:12]} into "
+                        f"{building} ({_last(result.stderr)}): check the free disk space"
+                    )
+            os.rename(building, destination)
+        finally:
+            archive.unlink(missing_ok=True)
+            _remove(building)
+
+
+def _last(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("fatal:")]
+    return (fatal or lines or ["no error output"])[0].removeprefix("fatal: ")
+
+
+def _tree_hash(tree: Path) -> str:
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d not in _IGNORED)
+        for name in sorted(files):
+            if name.endswith(".pyc"):
+                continue
+            path = Path(folder) / name
+            digest.update(path.relative_to(tree).as_posix().encode() + b"\0")
+            if path.is_symlink():
+                digest.update(b"link:" + os.readlink(path).encode() + b"\0")
+            else:
+                digest.update(path.read_bytes() + b"\0")
+                digest.update(b"x" if os.access(path, os.X_OK) else b"-")
+    return digest.hexdigest()
+
+
+def _make_readable(tree: Path) -> None:
+    for folder, _dirs, files in os.walk(tree):
+        os.chmod(folder, 0o755)  # noqa: S103 - collectors' DynamicUser reads it
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o444)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

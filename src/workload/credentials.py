@@ -1,0 +1,55 @@
+"""The InfluxDB credentials file: root-only JSON that the units read through `LoadCredential=`.
+
+Never logged, never in an environment variable; the password is not in `repr()` either.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .files import write_if_changed
+
+
+@dataclass(frozen=True)
+class InfluxCredentials:
+    """Where the collectors write their points and as whom."""
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    database: str
+    ssl: bool = False
+    verify_ssl: bool = True
+
+    def problem(self) -> str | None:
+        """One line when a field cannot work (never showing the password), else None."""
+        if not self.host:
+            return "InfluxDB host is empty: check the influxdb relation or influxdb-secret"
+        if not 0 < self.port < 65536:
+            return f"InfluxDB port {self.port} is not a TCP port: check the relation or secret"
+        if not self.database:
+            return "InfluxDB database is empty: set influxdb-database or the secret's database"
+        return None
+
+
+def write_credentials(path: Path, credentials: InfluxCredentials | None) -> bool:
+    """Write the file (root 0600, atomically, created with that mode) or remove it when there
+    are no credentials; True when something changed."""
+    if credentials is None:
+        if path.exists():
+            path.unlink()
+            return True
+        return False
+    text = json.dumps(asdict(credentials), indent=2, sort_keys=True) + "\n"
+    return write_if_changed(path, text.encode(), mode=0o600)
+
+
+def read_credentials(path: Path) -> InfluxCredentials | None:
+    """The credentials last written, or None."""
+    try:
+        return InfluxCredentials(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,119 @@
+"""What the charm's configuration asks of the workload, and its copy on disk for `workload sync`.
+
+Settings hold no secret, so they are saved world-readable in `settings.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .files import write_if_changed
+from .timespan import parse_timespan
+
+# The charm's own copy of the collectors tree: charmcraft dumps `collectors/` beside `src/`.
+BUNDLED_TREE = Path(__file__).resolve().parents[2] / "collectors"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """Proxy for git, pip and the collector services; empty strings mean no proxy."""
+
+    http: str = ""
+    https: str = ""
+    no_proxy: str = ""
+
+    def environment(self) -> dict[str, str]:
+        """The variables git, pip and Python's urllib read, in both spellings."""
+        env: dict[str, str] = {}
+        for name, value in (
+            ("http_proxy", self.http),
+            ("https_proxy", self.https),
+            ("no_proxy", self.no_proxy),
+        ):
+            if value:
+                env[name] = value
+                env[name.upper()] = value
+        return env
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The charm's configuration as the workload needs it.
+
+    `repo` empty: run `bundled_tree` (the tree shipped in the charm). Otherwise check out
+    `branch` (or the pinned `revision`: a commit or tag) of `repo` and use the folder `path`
+    inside it as the collectors tree.
+    """
+
+    repo: str = ""
+    branch: str = "main"
+    path: str = "collectors"
+    revision: str = ""
+    pull_interval: str = "1h"
+    collector_timeout: str = "10m"
+    dry_run: bool = False
+    proxy: Proxy = field(default_factory=Proxy)
+    bundled_tree: Path = BUNDLED_TREE
+
+    def problems(self) -> list[str]:
+        """One line per option that cannot work, naming the option and what to do."""
+        problems = []
+        for option, value in (
+            ("pull-interval", self.pull_interval),
+            ("collector-timeout", self.collector_timeout),
+        ):
+            try:
+                if parse_timespan(value) <= 0:
+                    problems.append(f"config {option} must be longer than 0: set e.g. 1h")
+            except ValueError as error:
+                problems.append(
+                    f"config {option}={value!r} is not a systemd time span ({error}): "
+                    "set e.g. 10m or 1h"
+                )
+        if self.repo:
+            if not self.branch.strip() and not self.revision.strip():
+                problems.append("config collectors-branch is empty: set it, e.g. to main")
+            tree = PurePosixPath(self.path)
+            if tree.is_absolute() or ".." in tree.parts:
+                problems.append(
+                    f"config collectors-path={self.path!r} must be a folder inside the "
+                    "repository (relative, no ..): set e.g. collectors"
+                )
+        return problems
+
+    def source(self) -> dict[str, str]:
+        """What decides which tree runs: a change here means a new checkout."""
+        if not self.repo:
+            return {"bundled": str(self.bundled_tree)}
+        return {
+            "repo": self.repo,
+            "branch": self.branch,
+            "path": self.path,
+            "revision": self.revision,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["bundled_tree"] = str(self.bundled_tree)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settings:
+        data = dict(data)
+        data["proxy"] = Proxy(**data.get("proxy", {}))
+        data["bundled_tree"] = Path(data.get("bundled_tree", BUNDLED_TREE))
+        return cls(**data)
+
+
+def save_settings(settings: Settings, path: Path) -> bool:
+    """Write `settings.json` (0644) when it changed; True when it was written."""
+    text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
+    return write_if_changed(path, text.encode(), mode=0o644)
+
+
+def load_settings(path: Path) -> Settings:
+    """The settings reconcile saved; FileNotFoundError when the charm has not run yet."""
+    return Settings.from_json(json.loads(path.read_text()))

@@ -1,0 +1,110 @@
+"""The collectors' venv: `requirements.txt` of the live tree installed by pip as the
+unprivileged account into `venvs/<hash>/`, then the `venv` symlink swapped.
+
+`<hash>` covers the requirements and the Python version, so an unchanged tree reuses its venv.
+A venv is built under its final name (venvs are not relocatable) and marked complete last; the
+`venv` symlink only ever points at a complete one, so a failed install keeps the old venv live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .account import Account
+from .files import replace_symlink
+from .paths import Paths
+from .settings import Proxy
+
+PYTHON = "/usr/bin/python3"
+_COMPLETE = ".complete"
+_PIP_TIMEOUT = 1800
+
+
+class VenvError(Exception):
+    """pip could not install the requirements; one line for the status."""
+
+
+def venv_id(requirements: Path, python_version: str) -> str:
+    """The folder name for a venv of these requirements on this Python."""
+    content = requirements.read_bytes() if requirements.is_file() else b""
+    return hashlib.sha256(python_version.encode() + b"\0" + content).hexdigest()[:16]
+
+
+def python_version(python: str = PYTHON) -> str:
+    """`major.minor.micro` of the interpreter venvs are made with."""
+    return subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def current_venv(paths: Paths) -> str | None:
+    """The id of the live venv, or None before the first one."""
+    if not paths.venv.is_symlink():
+        return None
+    return Path(os.readlink(paths.venv)).name
+
+
+def ensure_venv(
+    paths: Paths,
+    tree: Path,
+    *,
+    account: Account,
+    proxy: Proxy,
+    python: str = PYTHON,
+) -> str:
+    """Make the venv for `tree/requirements.txt` live, building it when it does not exist.
+
+    Returns its id. Raises VenvError, with the `venv` symlink untouched, when pip fails.
+    """
+    requirements = tree / "requirements.txt"
+    wanted = venv_id(requirements, python_version(python))
+    folder = paths.venvs / wanted
+    if not (folder / _COMPLETE).is_file():
+        _build(paths, folder, requirements, account=account, proxy=proxy, python=python)
+    previous = current_venv(paths)
+    replace_symlink(paths.venv, folder.relative_to(paths.state_dir))
+    keep = {wanted} | ({previous} if previous else set())
+    for other in paths.venvs.iterdir():
+        if other.name not in keep:
+            shutil.rmtree(other)
+    return wanted
+
+
+def _build(
+    paths: Paths, folder: Path, requirements: Path, *, account: Account, proxy: Proxy, python: str
+) -> None:
+    for parent in (paths.venvs, paths.home):
+        parent.mkdir(parents=True, exist_ok=True)
+        account.own(parent)
+    shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted
+    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", **proxy.environment()}
+    steps = [[python, "-m", "venv", str(folder)]]
+    if requirements.is_file():
+        steps.append(
+            [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet",
+             "--requirement", str(requirements)]
+        )  # fmt: skip
+    for args in steps:
+        result = account.run(args, home=paths.home, env=env, cwd=requirements.parent,
+                             timeout=_PIP_TIMEOUT)  # fmt: skip
+        if result.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise VenvError(
+                f"installing {requirements.name} of the collectors tree failed "
+                f"({_summary(result.stderr or result.stdout)}); kept the previous venv: "
+                "fix requirements.txt in the collectors branch, or check the proxy settings"
+            )
+    (folder / _COMPLETE).write_text("")
+
+
+def _summary(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return (errors or lines or ["no output"])[0]
