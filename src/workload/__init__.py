@@ -1,0 +1,16 @@
+"""Everything the charm does to the machine, with no `ops` import (docs/design.md).
+
+The charm calls `reconcile`, `sync`, `check_influxdb`, `list_collectors`, `run_collector` and
+`remove`; the pull timer and operators use the same through `python3 -m workload`.
+"""
+
+from .credentials import InfluxCredentials
+from .influx import check_influxdb
+from .settings import Proxy, Settings
+
+__all__ = [
+    "InfluxCredentials",
+    "Proxy",
+    "Settings",
+    "check_influxdb",
+]

@@ -1,0 +1,105 @@
+"""The InfluxDB credentials file: root-only from the first byte, rewritten only on change."""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from workload import files
+from workload.credentials import InfluxCredentials, read_credentials, write_credentials
+
+CREDENTIALS = InfluxCredentials(
+    host="influx.example",
+    port=8086,
+    username="metrics",
+    password="s3cret-pass",
+    database="metrics",
+)
+
+
+def test_credentials_are_written_as_json_readable_by_root_only(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "ubuntu-community-metrics" / "influxdb.json"
+
+    assert write_credentials(path, CREDENTIALS)
+
+    assert json.loads(path.read_text()) == {
+        "host": "influx.example",
+        "port": 8086,
+        "username": "metrics",
+        "password": "s3cret-pass",
+        "database": "metrics",
+        "ssl": False,
+        "verify_ssl": True,
+    }
+    info = path.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == os.getuid()
+    assert read_credentials(path) == CREDENTIALS
+
+
+def test_the_file_is_never_readable_by_others_even_before_it_is_renamed_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "influxdb.json"
+    modes_before_rename: list[int] = []
+    real_replace = os.replace
+
+    def replace_and_record(source: str | Path, destination: str | Path) -> None:
+        modes_before_rename.append(stat.S_IMODE(os.stat(source).st_mode))
+        real_replace(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", replace_and_record)
+    old_umask = os.umask(0)  # the most permissive umask must not widen the mode
+    try:
+        write_credentials(path, CREDENTIALS)
+    finally:
+        os.umask(old_umask)
+
+    assert modes_before_rename == [0o600]
+    assert [p.name for p in tmp_path.iterdir()] == ["influxdb.json"]
+
+
+def test_unchanged_credentials_are_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "influxdb.json"
+    write_credentials(path, CREDENTIALS)
+    inode = path.stat().st_ino
+
+    assert not write_credentials(path, CREDENTIALS)
+    assert path.stat().st_ino == inode
+
+
+def test_a_too_open_file_with_the_same_content_is_replaced_by_a_root_only_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "influxdb.json"
+    write_credentials(path, CREDENTIALS)
+    path.chmod(0o644)
+
+    assert write_credentials(path, CREDENTIALS)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_changed_credentials_replace_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "influxdb.json"
+    write_credentials(path, CREDENTIALS)
+    rotated = InfluxCredentials("influx.example", 8086, "metrics", "rotated", "metrics")
+
+    assert write_credentials(path, rotated)
+    assert read_credentials(path) == rotated
+
+
+def test_no_credentials_remove_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "influxdb.json"
+    write_credentials(path, CREDENTIALS)
+
+    assert write_credentials(path, None)
+    assert not path.exists()
+    assert not write_credentials(path, None)
+    assert read_credentials(path) is None
+
+
+def test_the_password_is_not_in_the_repr() -> None:
+    assert "s3cret-pass" not in repr(CREDENTIALS)
+    assert "influx.example" in repr(CREDENTIALS)
