@@ -1,0 +1,1 @@
+"""One package per collector; see docs/collectors.md."""

@@ -1,0 +1,1 @@
+"""The collector framework: subclass `basemetric.Metric`, raise `errors.CollectorError`."""

@@ -1,0 +1,153 @@
+"""The base class of every collector, and the command line of its `__main__.py`.
+
+    class QueueSizes(Metric):
+        def collect(self):
+            for queue, size in ...:
+                yield {"measurement": "queue_size", "tags": {"queue": queue},
+                       "fields": {"count": size}}
+
+    def run_metric(dry_run=False, verbose=False):
+        QueueSizes(dry_run, verbose).run()
+
+`run()` writes the points in batches (replaying points that earlier runs could not write
+first), then one `collector_run` health point, and raises `CollectorError` if anything failed.
+With `dry_run` it prints the line protocol instead and needs no credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from . import helpers
+from .errors import CollectorError
+from .influx import InfluxWriter, WriteSettings, load_credentials
+from .lineprotocol import LineEncoder
+from .spool import DEFAULT_MAX_BYTES, Spool
+
+HEALTH_MEASUREMENT = "collector_run"
+
+
+def state_directory(collector: str) -> Path:
+    """`$STATE_DIRECTORY` under systemd; otherwise a folder per collector in the user's state."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "ubuntu-community-metrics" / collector
+
+
+class Metric:
+    """Subclass it and implement `collect()`; see the module's docstring."""
+
+    # Collectors and tests may override these on their subclass.
+    write_settings = WriteSettings()
+    spool_max_bytes = DEFAULT_MAX_BYTES
+    collector_name: str | None = None  # default: the package under metrics.collectors
+
+    def __init__(self, dry_run: bool = False, verbose: bool = False) -> None:
+        self.dry_run = dry_run
+        self.verbose = verbose
+        module = type(self).__module__.split(".")
+        self.name = self.collector_name or (
+            module[2]
+            if module[:2] == ["metrics", "collectors"] and len(module) > 2
+            else type(self).__name__
+        )
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        logging.getLogger("metrics").setLevel(logging.DEBUG if verbose else logging.INFO)
+        self.log = logging.getLogger(f"metrics.collectors.{self.name}")
+        self.state_dir = state_directory(self.name)
+        self._counters: helpers.Counters | None = None
+
+    def collect(self) -> Iterable[dict[str, Any]]:
+        """The points to write: a list, or a generator (which keeps memory use flat)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement collect()")
+
+    def fetch_json(self, url: str) -> Any:
+        return helpers.fetch_json(url)
+
+    @property
+    def counters(self) -> helpers.Counters:
+        """Persistent running totals, for `self.counters.increment(...)`."""
+        if self._counters is None:
+            self._counters = helpers.Counters(self.state_dir / "counters.json")
+        return self._counters
+
+    def run(self) -> None:
+        if self.dry_run:
+            encoder = LineEncoder()
+            count = 0
+            for count, point in enumerate(self.collect(), start=1):
+                print(encoder.encode(point, count - 1))
+            self.log.info("dry run: %d points not written", count)
+            return
+
+        started = time.monotonic()
+        writer = InfluxWriter(
+            load_credentials(),
+            Spool(self.state_dir / "spool", self.spool_max_bytes),
+            self.write_settings,
+        )
+        failure = None
+        try:
+            writer.replay_spool()
+            writer.write(self.collect())
+        except CollectorError as error:
+            failure = str(error)
+        except Exception as error:
+            self.log.exception("collector %s crashed", self.name)
+            failure = f"{type(error).__name__}: {error}"
+        if self._counters is not None:
+            self._counters.save()
+
+        result = writer.result
+        errors = ([failure] if failure else []) + result.errors
+        ok = not errors and not result.spooled and not result.dropped
+        health = {
+            "measurement": HEALTH_MEASUREMENT,
+            "tags": {"collector": self.name, "host": socket.gethostname()},
+            "fields": {
+                "duration": round(time.monotonic() - started, 3),
+                "points_written": result.written,
+                "points_spooled": result.spooled,
+                "points_dropped": result.dropped,
+                "ok": ok,
+                "error": "; ".join(errors)[:1000],
+            },
+            "time": time.time_ns(),
+        }
+        self.log.info(
+            "%d points written, %d spooled, %d dropped",
+            result.written,
+            result.spooled,
+            result.dropped,
+        )
+        writer.write([health])
+        if errors:
+            raise CollectorError("; ".join(errors))
+        if not ok:
+            raise CollectorError(f"{result.spooled} points spooled and {result.dropped} dropped")
+
+
+def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
+    """The command line of a collector's `__main__.py`: `sys.exit(main(run_metric))`."""
+    parser = argparse.ArgumentParser(description="Run this collector once.")
+    parser.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the points instead of writing them"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    args = parser.parse_args(argv)
+    try:
+        run_metric(dry_run=args.dry_run, verbose=args.verbose)
+    except CollectorError as error:
+        logging.getLogger("metrics").error("collector failed: %s", error)
+        return 1
+    return 0

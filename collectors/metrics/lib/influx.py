@@ -1,0 +1,273 @@
+"""InfluxDB credentials and the streaming, batched, retrying, spooling write path."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+
+from .errors import CollectorError
+from .lineprotocol import LineEncoder
+from .spool import Spool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    database: str
+    ssl: bool = False
+    verify_ssl: bool = True
+
+
+def load_credentials(environ: dict[str, str] | None = None) -> Credentials:
+    """From `$CREDENTIALS_DIRECTORY/influxdb` (systemd), else the `INFLUXDB_*` variables."""
+    environ = dict(os.environ) if environ is None else environ
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if directory and (Path(directory) / "influxdb").is_file():
+        path = Path(directory) / "influxdb"
+        try:
+            data = json.loads(path.read_text())
+            return Credentials(
+                host=str(data["host"]),
+                port=int(data.get("port", 8086)),
+                username=str(data.get("username", "")),
+                password=str(data.get("password", "")),
+                database=str(data["database"]),
+                ssl=bool(data.get("ssl", False)),
+                verify_ssl=bool(data.get("verify_ssl", True)),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise CollectorError(
+                f"{path}: not a JSON object with host, port, username, password and database "
+                f"({type(error).__name__}: {error}); check the charm's influxdb settings"
+            ) from None
+    missing = [
+        name for name in ("INFLUXDB_HOSTNAME", "INFLUXDB_DATABASE") if not environ.get(name)
+    ]
+    if missing:
+        raise CollectorError(
+            f"no InfluxDB credentials: set {' and '.join(missing)} (and INFLUXDB_PORT, "
+            "INFLUXDB_USERNAME, INFLUXDB_PASSWORD), or use --dry-run"
+        )
+    try:
+        port = int(environ.get("INFLUXDB_PORT") or 8086)
+    except ValueError:
+        raise CollectorError(
+            f"INFLUXDB_PORT={environ['INFLUXDB_PORT']!r} is not a port number"
+        ) from None
+    return Credentials(
+        host=environ["INFLUXDB_HOSTNAME"],
+        port=port,
+        username=environ.get("INFLUXDB_USERNAME", ""),
+        password=environ.get("INFLUXDB_PASSWORD", ""),
+        database=environ["INFLUXDB_DATABASE"],
+    )
+
+
+@dataclass
+class WriteSettings:
+    batch_size: int = 5000
+    timeout: float = 30.0
+    attempts: int = 4  # per batch, for connection errors, timeouts, 5xx and 429
+    backoff: float = 0.5  # seconds; doubles per attempt, with full jitter
+    max_backoff: float = 8.0
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    spooled: int = 0
+    dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Unreachable(Exception):
+    """InfluxDB could not take a batch now; it goes to the spool."""
+
+
+class _Rejected(Exception):
+    """InfluxDB refused a batch for its content (HTTP 400); spooling it would not help."""
+
+
+class InfluxWriter:
+    """Writes points in batches, replaying the spool first; never holds more than one batch."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        spool: Spool,
+        settings: WriteSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings or WriteSettings()
+        self.spool = spool
+        self.database = credentials.database
+        self.client = InfluxDBClient(
+            host=credentials.host,
+            port=credentials.port,
+            username=credentials.username,
+            password=credentials.password,
+            database=credentials.database,
+            ssl=credentials.ssl,
+            verify_ssl=credentials.verify_ssl,
+            timeout=self.settings.timeout,
+            retries=1,  # one try per call: backoff and spooling are decided here
+        )
+        # Points without a time get the run's, so that a replayed batch overwrites its twin.
+        self.run_time = time.time_ns()
+        self.result = WriteResult()
+        self._down = False  # once a batch could not be written, the rest of the run spools
+        self._sleep = sleep
+        self.log = logging.getLogger("metrics.influx")
+
+    def replay_spool(self) -> None:
+        for batch in self.spool.batches():
+            if self._down:
+                return
+            try:
+                self._post(batch.read())
+            except _Unreachable:
+                return
+            except _Rejected as error:
+                self.log.error("dropped a spooled batch of %d points: %s", batch.points, error)
+                self.result.dropped += batch.points
+                self.result.errors.append(str(error))
+            else:
+                self.result.written += batch.points
+                self.log.info("replayed %d spooled points", batch.points)
+            batch.delete()
+
+    def write(self, points: Iterable[Any]) -> None:
+        """Encode and send `points`; on an exception from `points`, send what came before it."""
+        encoder = LineEncoder()
+        lines: list[str] = []
+        try:
+            for index, point in enumerate(points):
+                lines.append(encoder.encode(point, index, self.run_time))
+                if len(lines) >= self.settings.batch_size:
+                    self._send(lines)
+                    lines = []
+        finally:
+            if lines:
+                self._send(lines)
+
+    def _send(self, lines: list[str]) -> None:
+        body = ("\n".join(lines) + "\n").encode()
+        if not self._down:
+            try:
+                self._post(body)
+            except _Unreachable:
+                pass
+            except _Rejected as error:
+                self.result.errors.append(str(error))
+                self.log.error("%s", error)
+                return
+            else:
+                self.result.written += len(lines)
+                return
+        self.result.dropped += self.spool.add(body, len(lines))
+        self.result.spooled += len(lines)
+
+    def _post(self, body: bytes) -> None:
+        settings = self.settings
+        for attempt in itertools.count(1):
+            try:
+                self.client.request(
+                    "write",
+                    method="POST",
+                    params={"db": self.database},
+                    data=body,
+                    expected_response_code=204,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+                return
+            except InfluxDBClientError as error:
+                message = _server_message(error.content)
+                if error.code == 400:
+                    raise _Rejected(_explain_400(message, body)) from None
+                if error.code in (401, 403):
+                    self._give_up(
+                        f"InfluxDB rejected the credentials (HTTP {error.code}) for database "
+                        f"{self.database!r}: check the username, password and grants; points "
+                        "are spooled and replayed once they work"
+                    )
+                if error.code != 429:
+                    self._give_up(f"InfluxDB answered HTTP {error.code}: {message}")
+                problem = "HTTP 429 (too many requests)"
+            except InfluxDBServerError as error:
+                problem = f"server error {error}"
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"{type(error).__name__}: {error}"
+            if attempt >= settings.attempts:
+                self._give_up(
+                    f"cannot write to InfluxDB at {self.client._baseurl} after {attempt} "
+                    f"attempts ({problem}); points are spooled and replayed by the next run"
+                )
+            delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2**attempt))  # noqa: S311
+            self.log.warning("write failed (%s); retrying in %.1f s", problem, delay)
+            self._sleep(delay)
+
+    def _give_up(self, message: str) -> None:
+        if not self._down:
+            self.log.error("%s", message)
+            self.result.errors.append(message)
+        self._down = True
+        raise _Unreachable(message)
+
+
+_FIELD_CONFLICT = re.compile(r'input field "(?P<field>[^"]+)" on measurement "(?P<m>[^"]+)"')
+_UNPARSABLE = re.compile(r"unable to parse '(?P<line>[^']*)'")
+
+
+def _server_message(content: Any) -> str:
+    """InfluxDB's {"error": "..."} text, or the body as it came."""
+    try:
+        return str(json.loads(content)["error"])
+    except (ValueError, TypeError, KeyError):
+        return str(content).strip()
+
+
+def _explain_400(message: str, body: bytes) -> str:
+    """The measurement, field and first offending line of a batch InfluxDB refused."""
+    conflict = _FIELD_CONFLICT.search(message)
+    if conflict:
+        measurement, field_name = conflict["m"], conflict["field"]
+        prefix = measurement.replace(" ", "\\ ").replace(",", "\\,").encode()
+        needle = f"{field_name}=".encode()
+        line = next(
+            (
+                raw.decode()
+                for raw in body.splitlines()
+                if raw.startswith(prefix)
+                and raw[len(prefix) : len(prefix) + 1] in (b",", b" ")
+                and needle in raw
+            ),
+            "?",
+        )
+        return (
+            f"InfluxDB refused measurement {measurement!r} field {field_name!r} (HTTP 400, "
+            f"{message}); first offending line: {line}; a field keeps the type it "
+            "was first written with: write the same type, or use a new field name"
+        )
+    unparsable = _UNPARSABLE.search(message)
+    line = unparsable["line"] if unparsable else body.split(b"\n", 1)[0].decode()
+    measurement = re.split(r"(?<!\\)[, ]", line, maxsplit=1)[0]
+    return (
+        f"InfluxDB refused points of measurement {measurement!r} (HTTP 400, {message}); "
+        f"first offending line: {line}"
+    )

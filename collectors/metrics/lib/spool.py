@@ -1,0 +1,82 @@
+"""A bounded on-disk queue of line protocol batches that could not be written yet.
+
+One file per batch, named `<nanoseconds>-<sequence>-<points>.lp` so that names sort oldest
+first and the point count is known without reading the file. A file appears atomically
+(written to a temporary name, flushed to disk, renamed) and is deleted only after InfluxDB
+accepted it, so a crash may replay a batch twice but never loses one; InfluxDB keeps one point
+per measurement, tag set and timestamp, so a replayed point overwrites its twin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    path: Path
+    points: int
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._sequence = 0
+        self.log = logging.getLogger("metrics.spool")
+
+    def batches(self) -> Iterator[SpooledBatch]:
+        """The spooled batches, oldest first."""
+        if not self.directory.is_dir():
+            return
+        for path in sorted(self.directory.glob("*.lp")):
+            yield SpooledBatch(path, int(path.stem.rsplit("-", 1)[1]))
+
+    def add(self, body: bytes, points: int) -> int:
+        """Keep `body` for a later run; returns how many older points were dropped for room."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dropped = 0
+        if len(body) > self.max_bytes:
+            self.log.error(
+                "dropped a batch of %d points: its %d bytes exceed the spool's limit of %d",
+                points,
+                len(body),
+                self.max_bytes,
+            )
+            return points
+        sizes = [(batch, batch.path.stat().st_size) for batch in self.batches()]
+        used = sum(size for _, size in sizes)
+        for batch, size in sizes:
+            if used + len(body) <= self.max_bytes:
+                break
+            batch.delete()
+            used -= size
+            dropped += batch.points
+        if dropped:
+            self.log.warning(
+                "spool full (%d bytes): dropped the %d oldest spooled points",
+                self.max_bytes,
+                dropped,
+            )
+        self._sequence += 1
+        name = f"{time.time_ns():020d}-{os.getpid():07d}{self._sequence:06d}-{points}.lp"
+        partial = self.directory / f".{name}.partial"
+        with partial.open("wb") as file:
+            file.write(body)
+            file.flush()
+            os.fsync(file.fileno())
+        partial.rename(self.directory / name)
+        return dropped
