@@ -14,7 +14,7 @@ import keyword
 from dataclasses import dataclass
 from pathlib import Path
 
-from .timespan import parse_timespan
+from .timespan import parse_run_interval
 
 DEFAULT_INTERVAL = "5m"
 
@@ -108,17 +108,12 @@ def _run_interval(module: ast.Module, where: str) -> tuple[str, str | None]:
         )
     interval = value.value
     try:
-        microseconds = parse_timespan(interval)
+        parse_run_interval(interval)
     except ValueError as error:
-        return interval, (
-            f"{where} line {line}: RUN_INTERVAL {interval!r} is not a systemd time span "
-            f'({error}): use a span such as "15s", "5m" or "1h 30min"'
-        )
-    if microseconds <= 0:
-        return interval, (
-            f"{where} line {line}: RUN_INTERVAL {interval!r} is zero, which would run the "
-            'collector without pause: use a span such as "15s", "5m" or "1h 30min"'
-        )
+        message = str(error)
+        if not message.startswith("RUN_INTERVAL"):
+            message = f'RUN_INTERVAL: {message}; use a span such as "15s", "5m" or "1h 30min"'
+        return interval, f"{where} line {line}: {message}"
     return interval, None
 
 

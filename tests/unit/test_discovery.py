@@ -107,15 +107,19 @@ def test_interval_that_systemd_rejects_is_a_problem(tmp_path: Path, interval: st
     assert collector.interval == interval
     assert collector.problem is not None
     assert collector.problem.startswith(
-        f"metrics/collectors/vague/__init__.py line 1: RUN_INTERVAL {interval!r} is not a "
-        "systemd time span ("
+        "metrics/collectors/vague/__init__.py line 1: RUN_INTERVAL: invalid systemd time span "
+        f"{interval!r}"
     )
 
 
-def test_zero_interval_is_a_problem(tmp_path: Path) -> None:
-    write_collector(tmp_path, "eager", 'RUN_INTERVAL = "0"\n' + RUN_METRIC)
+@pytest.mark.parametrize(("interval", "why"), [("0", "is zero"), ("infinity", "is infinity")])
+def test_interval_a_timer_cannot_use_is_a_problem(tmp_path: Path, interval: str, why: str) -> None:
+    write_collector(tmp_path, "eager", f"RUN_INTERVAL = {interval!r}\n" + RUN_METRIC)
 
-    assert "is zero" in only_problem(tmp_path)
+    problem = only_problem(tmp_path)
+    assert problem.startswith(
+        f"metrics/collectors/eager/__init__.py line 1: RUN_INTERVAL {interval!r} {why}"
+    )
 
 
 def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
