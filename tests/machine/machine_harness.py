@@ -9,9 +9,11 @@ container reaches servers the tests start on loopback. Commands run inside throu
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -20,9 +22,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Bump when the way the root file system is built changes, so caches are rebuilt.
 HARNESS_VERSION = "1"
@@ -50,6 +53,18 @@ CONTAINER_ENV = {
     "LANG": "C.UTF-8",
     "HOME": "/root",
 }
+
+
+# Every container this process booted and has not stopped yet, so that none survives an
+# interpreter that exits without unwinding (the demo on a signal, pytest on an internal error).
+_LIVE: set[Container] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for container in list(_LIVE):
+        with contextlib.suppress(Exception):
+            container.stop()
 
 
 class HarnessError(RuntimeError):
@@ -207,8 +222,26 @@ class Container:
         if mounted.returncode != 0:
             self.root.rmdir()
             _run(["cp", "-a", "--reflink=auto", str(self.image), str(self.root)], what="cp")
+        self._copy_host_trust()
+
+    def _copy_host_trust(self) -> None:
+        """Trust what the host trusts, as a unit trusts its site's certificate authorities.
+
+        Where the host reaches PyPI through a TLS-inspecting proxy, pip in the container
+        (which installs the collectors' requirements) needs the same CA bundle and pip.conf.
+        """
+        for host_file in (
+            Path("/etc/ssl/certs/ca-certificates.crt"),
+            Path("/etc/pip.conf"),
+            *Path("/usr/local/share/ca-certificates").glob("*.crt"),
+        ):
+            if host_file.is_file():
+                target = self.root / host_file.relative_to("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(host_file, target)
 
     def boot(self, timeout: float = 120) -> None:
+        _LIVE.add(self)
         if not self.root.exists():
             self.prepare_root()
         argv = [
@@ -326,6 +359,7 @@ class Container:
         finally:
             _unmount_below(self.workdir)
             shutil.rmtree(self.workdir, ignore_errors=True)
+            _LIVE.discard(self)
 
     def _shutdown(self) -> None:
         process, self.process, leader, self.leader = self.process, None, self.leader, None
@@ -552,3 +586,87 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float 
                 return True
         time.sleep(0.05)
     return False
+
+
+# Where Juju unpacks a machine charm; the workload finds templates/ and the bundled
+# collectors/ beside its own src/, exactly as in the charm.
+CHARM_DIR = "/var/lib/juju/agents/unit-ubuntu-community-metrics-0/charm"
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+_RECONCILE = f"""
+import dataclasses, json, sys
+sys.path.insert(0, {CHARM_DIR + "/src"!r})
+import workload
+args = json.load(sys.stdin)
+settings = workload.Settings(**args["settings"])
+credentials = workload.InfluxCredentials(**args["credentials"]) if args["credentials"] else None
+report = workload.reconcile(settings, credentials)
+print(json.dumps(dataclasses.asdict(report), default=str))
+"""
+
+
+class CharmUnit:
+    """The charm's workload on a booted container, driven as the charm and an operator do."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.report: dict[str, Any] = {}
+
+    def install_charm_code(self) -> None:
+        """Lay out src/, templates/ and collectors/ as the unpacked charm has them."""
+        charm = self.container.root / CHARM_DIR.lstrip("/")
+        shutil.rmtree(charm, ignore_errors=True)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache")
+        for part in ("src", "templates", "collectors"):
+            shutil.copytree(REPOSITORY / part, charm / part, ignore=ignore)
+
+    def reconcile(
+        self, settings: Mapping[str, object], credentials: Mapping[str, object] | None
+    ) -> dict[str, Any]:
+        """`workload.reconcile` inside the container, as a charm hook calls it; its Report."""
+        payload = json.dumps(
+            {"settings": dict(settings), "credentials": credentials and dict(credentials)}
+        )
+        # Credentials go through stdin: never in argv or the environment.
+        result = self.container.run(
+            ["python3", "-c", _RECONCILE], input=payload, timeout=600, check=False
+        ).check()
+        self.report = json.loads(result.stdout.strip().splitlines()[-1])
+        return self.report
+
+    def workload(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
+        """`python3 -m workload ARGS` as an operator runs it on the unit."""
+        return self.container.run(
+            ["python3", "-m", "workload", *args],
+            env={"PYTHONPATH": f"{CHARM_DIR}/src"},
+            check=check,
+            timeout=timeout,
+        )
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        """`systemctl show` properties of a unit."""
+        out = self.container.run(
+            ["systemctl", "show", unit, *(f"--property={p}" for p in properties)]
+        ).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def timers(self) -> list[str]:
+        """Names of the loaded metrics-collector@*.timer units."""
+        out = self.container.run(
+            [
+                "systemctl",
+                "list-units",
+                "--all",
+                "--plain",
+                "--no-legend",
+                "--type=timer",
+                "metrics-collector@*",
+            ]
+        ).stdout
+        return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+    def journal(self, unit: str, lines: int = 40) -> str:
+        return self.container.run(
+            ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
+            check=False,
+        ).stdout
