@@ -195,6 +195,19 @@ class Result:
         return self
 
 
+_DEVNODES_UNIT = """\
+# Written by the machine test harness (tests/machine/machine_harness.py).
+[Unit]
+Description=Give /dev/null the standard mode 0666
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/chmod 0666 /dev/null
+"""
+
+
 class Container:
     """One booted throwaway copy of the cached root file system."""
 
@@ -223,6 +236,16 @@ class Container:
             self.root.rmdir()
             _run(["cp", "-a", "--reflink=auto", str(self.image), str(self.root)], what="cp")
         self._copy_host_trust()
+        self._add_devnode_fix()
+
+    def _add_devnode_fix(self) -> None:
+        """nspawn copies /dev/null with the host's mode; some hosts have it 0644, which
+        breaks every unprivileged program. Restore the standard 0666 early at each boot."""
+        units = self.root / "etc/systemd/system"
+        (units / "harness-devnodes.service").write_text(_DEVNODES_UNIT)
+        wants = units / "sysinit.target.wants"
+        wants.mkdir(exist_ok=True)
+        (wants / "harness-devnodes.service").symlink_to("../harness-devnodes.service")
 
     def _copy_host_trust(self) -> None:
         """Trust what the host trusts, as a unit trusts its site's certificate authorities.
@@ -618,7 +641,8 @@ class CharmUnit:
         shutil.rmtree(charm, ignore_errors=True)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache")
         for part in ("src", "templates", "collectors"):
-            shutil.copytree(REPOSITORY / part, charm / part, ignore=ignore)
+            if (REPOSITORY / part).is_dir():
+                shutil.copytree(REPOSITORY / part, charm / part, ignore=ignore)
 
     def reconcile(
         self, settings: Mapping[str, object], credentials: Mapping[str, object] | None
