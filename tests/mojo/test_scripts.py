@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,19 @@ def test_stages_with_influxdb_in_the_model_publish_nothing(juju: FakeJuju, stage
     assert run.returncode == 0, run.stderr
     assert run.calls == []
     assert "influxdb application in the model" in run.stdout
+
+
+@pytest.mark.parametrize("stage", ["production", "staging", "devel"])
+def test_the_script_publishes_exactly_where_the_bundle_has_no_influxdb(
+    juju: FakeJuju, render_bundle: Callable[..., dict[str, Any]], stage: str
+) -> None:
+    juju.place(CREDENTIALS)
+
+    run = juju.run("publish-influxdb-secret", MOJO_STAGE=f"mojo/{stage}")
+
+    assert run.returncode == 0, run.stderr
+    influxdb_in_model = "influxdb" in render_bundle(stage)["applications"]
+    assert bool(run.calls) is not influxdb_in_model
 
 
 def test_outside_mojo_the_script_says_what_is_missing(juju: FakeJuju) -> None:
