@@ -121,7 +121,8 @@ def run(args: list[str], state: dict[str, Any]) -> None:
             ],
         }
         if "--reveal" in rest:
-            shown["content"] = secret["content"]
+            # What Juju 3's show-secret writes in JSON: the values under a "Data" key.
+            shown["content"] = {"Data": secret["content"]}
         print(json.dumps({secret_id: shown}))
     elif command == "grant-secret":
         ref, apps = positional(rest)
