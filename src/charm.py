@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Juju glue of ubuntu-community-metrics: every hook converges the unit through one reconcile.
+
+Juju facts (config, the influxdb relation, the credentials secret, the model's proxy) become
+`workload.Settings` and `workload.InfluxCredentials`; `workload` does everything on the
+machine. The unit status is computed in `collect_unit_status` from what the last reconcile
+found, each non-active status naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import ops
+
+import workload
+
+logger = logging.getLogger(__name__)
+
+RELATION = "influxdb"
+# Keys of the influxdb-api interface, set by each InfluxDB unit in its own data bag.
+RELATION_KEYS = ("hostname", "port", "user", "password")
+SECRET_KEYS = ("host", "port", "username", "password", "database")
+TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
+FALSE_WORDS = frozenset({"false", "no", "0", "off", ""})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CharmConfig:
+    """The options of config.yaml, checked: a bad value raises ValueError saying what to set."""
+
+    collectors_repo: str = ""
+    collectors_branch: str = "main"
+    collectors_path: str = "collectors"
+    collectors_revision: str = ""
+    pull_interval: str = "1h"
+    collector_timeout: str = "10m"
+    dry_run: bool = False
+    http_proxy: str = ""
+    https_proxy: str = ""
+    no_proxy: str = ""
+    influxdb_database: str = "metrics"
+    influxdb_secret: ops.Secret | None = None
+
+    def __post_init__(self) -> None:
+        if not self.influxdb_database.strip():
+            raise ValueError("influxdb-database is empty: set the database name, e.g. metrics")
+
+
+class CredentialsProblem(Exception):
+    """The InfluxDB credentials cannot be read; `status` says what is wrong and what to do."""
+
+    def __init__(self, status: ops.StatusBase):
+        super().__init__(status.message)
+        self.status = status
+
+
+class UbuntuCommunityMetricsCharm(ops.CharmBase):
+    """Runs the collectors tree as one systemd timer per collector."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        # What the reconcile of this dispatch found, for collect_unit_status; None when this
+        # dispatch did not reconcile (an action), which leaves the status as it was.
+        self._statuses: list[ops.StatusBase] | None = None
+        observe = framework.observe
+        for event in (
+            self.on.install,
+            self.on.start,
+            self.on.config_changed,
+            self.on.upgrade_charm,
+            self.on.update_status,
+            self.on.secret_changed,
+            self.on[RELATION].relation_joined,
+            self.on[RELATION].relation_changed,
+            self.on[RELATION].relation_departed,
+            self.on[RELATION].relation_broken,
+        ):
+            observe(event, self._on_reconcile_event)
+        observe(self.on.remove, self._on_remove)
+        observe(self.on.collect_unit_status, self._on_collect_unit_status)
+        observe(self.on.list_collectors_action, self._on_list_collectors_action)
+        observe(self.on.run_collector_action, self._on_run_collector_action)
+        observe(self.on.pull_action, self._on_pull_action)
+
+    # Events
+
+    def _on_reconcile_event(self, event: ops.EventBase) -> None:
+        departing = event.departing_unit if isinstance(event, ops.RelationDepartedEvent) else None
+        self._reconcile(departing=departing)
+
+    def _on_remove(self, _: ops.RemoveEvent) -> None:
+        workload.remove()
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        for status in self._statuses or []:
+            event.add_status(status)
+
+    # Actions
+
+    def _on_list_collectors_action(self, event: ops.ActionEvent) -> None:
+        collectors = workload.list_collectors()
+        rows = [("NAME", "INTERVAL", "LAST-RESULT", "LAST-RUN", "NEXT-RUN", "PROBLEM")]
+        rows += [
+            (
+                c.name,
+                c.interval,
+                _show(c.last_result),
+                _show(c.last_run),
+                _show(c.next_run),
+                c.problem or "-",
+            )
+            for c in collectors
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
+            + "  "
+            + row[-1]
+            for row in rows
+        ]
+        event.set_results({"count": str(len(collectors)), "collectors": "\n".join(lines)})
+
+    def _on_run_collector_action(self, event: ops.ActionEvent) -> None:
+        name = str(event.params["name"])
+        known = [c.name for c in workload.list_collectors() if c.problem is None]
+        if name not in known:
+            event.fail(
+                f"no schedulable collector named {name!r}: "
+                f"known collectors: {', '.join(known) or 'none'} (see list-collectors)"
+            )
+            return
+        dry_run = bool(event.params.get("dry-run", False)) or self._config_dry_run()
+        result = workload.run_collector(name, dry_run=dry_run)
+        event.set_results(
+            {
+                "exit-status": str(result.exit_status),
+                "dry-run": str(dry_run).lower(),
+                "log-tail": self._redact(result.log_tail) or "(no output)",
+            }
+        )
+        if result.exit_status != 0:
+            event.fail(f"collector {name} exited with status {result.exit_status}: see log-tail")
+
+    def _on_pull_action(self, event: ops.ActionEvent) -> None:
+        if not self.config.get("collectors-repo"):
+            event.fail(
+                "collectors-repo is empty, so the tree bundled in the charm runs and there is "
+                "nothing to pull: set collectors-repo to follow a branch"
+            )
+            return
+        result = workload.sync()
+        event.set_results(
+            {
+                "old-commit": result.old_commit or "none",
+                "new-commit": result.new_commit or "none",
+                "added": ", ".join(result.added) or "none",
+                "removed": ", ".join(result.removed) or "none",
+            }
+        )
+        # Show the new tree (or the pull failure) in the status at once, not at the next hook.
+        self._reconcile()
+        if result.problems:
+            event.fail(self._redact("; ".join(result.problems)))
+
+    # Reconcile
+
+    def _reconcile(self, *, departing: ops.Unit | None = None) -> None:
+        """Converge the unit to the config, relation and secret; keep what to report."""
+        try:
+            config = self.load_config(CharmConfig)
+        except ValueError as error:
+            # Keep the unit as it is: the last good settings keep running.
+            self._statuses = [ops.BlockedStatus(f"invalid config: {error}")]
+            return
+        statuses: list[ops.StatusBase] = []
+        try:
+            credentials = self._influx_credentials(config, departing=departing)
+        except CredentialsProblem as problem:
+            credentials = None
+            statuses.append(problem.status)
+        report = workload.reconcile(self._settings(config), credentials)
+        if credentials is not None:
+            influx_problem = workload.check_influxdb(credentials)
+            if influx_problem:
+                statuses.append(ops.BlockedStatus(self._redact(influx_problem, credentials)))
+        statuses += [ops.BlockedStatus(problem) for problem in report.problems]
+        statuses.append(ops.ActiveStatus(_active_message(report, dry_run=config.dry_run)))
+        self._statuses = statuses
+
+    def _settings(self, config: CharmConfig) -> workload.Settings:
+        proxy = workload.Proxy(
+            http=config.http_proxy or os.environ.get("JUJU_CHARM_HTTP_PROXY", ""),
+            https=config.https_proxy or os.environ.get("JUJU_CHARM_HTTPS_PROXY", ""),
+            no_proxy=config.no_proxy or os.environ.get("JUJU_CHARM_NO_PROXY", ""),
+        )
+        return workload.Settings(
+            repo=config.collectors_repo,
+            branch=config.collectors_branch,
+            path=config.collectors_path,
+            revision=config.collectors_revision,
+            pull_interval=config.pull_interval,
+            collector_timeout=config.collector_timeout,
+            dry_run=config.dry_run,
+            proxy=proxy,
+            bundled_tree=self.charm_dir / "collectors",
+        )
+
+    def _influx_credentials(
+        self, config: CharmConfig, *, departing: ops.Unit | None = None
+    ) -> workload.InfluxCredentials:
+        """Credentials from influxdb-secret when set, else from the influxdb relation.
+
+        The secret wins over the relation: setting it is an explicit choice of an InfluxDB
+        outside the model, and a relation left in place must not silently redirect writes.
+        """
+        if config.influxdb_secret is not None:
+            if self.model.get_relation(RELATION) is not None:
+                logger.warning("influxdb-secret is set: using it, not the influxdb relation")
+            return self._credentials_from_secret(config.influxdb_secret)
+        relation = self.model.get_relation(RELATION)
+        if relation is None:
+            raise CredentialsProblem(
+                ops.BlockedStatus(
+                    "no InfluxDB credentials: integrate with influxdb or set influxdb-secret"
+                )
+            )
+        return self._credentials_from_relation(relation, config, departing=departing)
+
+    def _credentials_from_secret(self, secret: ops.Secret) -> workload.InfluxCredentials:
+        uri = secret.id or "<secret-uri>"
+        try:
+            content = secret.get_content(refresh=True)
+        except ops.ModelError:
+            # Juju answers "not found" or "permission denied": either way, grant it.
+            raise CredentialsProblem(
+                ops.BlockedStatus(
+                    f"cannot read influxdb-secret {uri} (not granted, or removed): "
+                    f"juju grant-secret {uri} {self.app.name}"
+                )
+            ) from None
+        missing = [key for key in SECRET_KEYS if not content.get(key)]
+        if missing:
+            raise CredentialsProblem(
+                ops.BlockedStatus(
+                    f"influxdb-secret {uri} lacks {', '.join(missing)}: juju update-secret "
+                    f"{uri} with keys {', '.join(SECRET_KEYS)} and optionally ssl"
+                )
+            )
+        port = _port(content["port"])
+        if port is None:
+            raise CredentialsProblem(
+                ops.BlockedStatus(
+                    f"influxdb-secret {uri} has port {content['port']!r}, not a port number: "
+                    f"juju update-secret {uri} port=8086 (or the port InfluxDB listens on)"
+                )
+            )
+        ssl_word = content.get("ssl", "").strip().lower()
+        if ssl_word not in TRUE_WORDS | FALSE_WORDS:
+            raise CredentialsProblem(
+                ops.BlockedStatus(
+                    f"influxdb-secret {uri} has ssl {content['ssl']!r}: "
+                    f"juju update-secret {uri} ssl=true (or ssl=false)"
+                )
+            )
+        return workload.InfluxCredentials(
+            host=content["host"],
+            port=port,
+            username=content["username"],
+            password=content["password"],
+            database=content["database"],
+            ssl=ssl_word in TRUE_WORDS,
+        )
+
+    def _credentials_from_relation(
+        self, relation: ops.Relation, config: CharmConfig, *, departing: ops.Unit | None
+    ) -> workload.InfluxCredentials:
+        units = sorted(
+            (unit for unit in relation.units if unit != departing), key=lambda u: u.name
+        )
+        for unit in units:
+            data = relation.data[unit]
+            if not all(data.get(key) for key in RELATION_KEYS):
+                continue
+            port = _port(data["port"])
+            if port is None:
+                raise CredentialsProblem(
+                    ops.BlockedStatus(
+                        f"{unit.name} sent port {data['port']!r} on the influxdb relation, "
+                        f"not a port number: fix the {relation.app.name} application"
+                    )
+                )
+            return workload.InfluxCredentials(
+                host=data["hostname"],
+                port=port,
+                username=data["user"],
+                password=data["password"],
+                database=config.influxdb_database,
+            )
+        if not units:
+            raise CredentialsProblem(
+                ops.WaitingStatus(
+                    f"waiting for a unit of {relation.app.name} to join the relation"
+                )
+            )
+        raise CredentialsProblem(
+            ops.WaitingStatus(
+                f"waiting for {relation.app.name} to publish {', '.join(RELATION_KEYS)} "
+                "on the influxdb relation"
+            )
+        )
+
+    # Helpers
+
+    def _config_dry_run(self) -> bool:
+        return bool(self.config.get("dry-run", False))
+
+    def _redact(self, text: str, credentials: workload.InfluxCredentials | None = None) -> str:
+        """`text` with the InfluxDB password masked: collectors' output is not ours to trust."""
+        if credentials is None:
+            try:
+                credentials = self._influx_credentials(self.load_config(CharmConfig))
+            except (ValueError, CredentialsProblem):
+                return text
+        if not credentials.password:
+            return text
+        return text.replace(credentials.password, "********")
+
+
+def _port(text: str) -> int | None:
+    """`text` as a TCP port number, or None."""
+    value = text.strip()
+    if not value.isdecimal() or not 0 < int(value) < 65536:
+        return None
+    return int(value)
+
+
+def _show(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _active_message(report: workload.Report, *, dry_run: bool) -> str:
+    count = len(report.scheduled)
+    parts = [f"{count} collector{'' if count == 1 else 's'} scheduled"]
+    if dry_run:
+        parts.append("dry-run: nothing written")
+    if report.skipped:
+        names = ", ".join(c.name for c in report.skipped)
+        parts.append(f"skipped: {names} (see list-collectors)")
+    if report.failing:
+        parts.append(f"failing: {', '.join(report.failing)} (see run-collector)")
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":  # pragma: nocover
+    ops.main(UbuntuCommunityMetricsCharm)

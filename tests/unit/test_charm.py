@@ -1,0 +1,724 @@
+"""The charm's side of every hook and action, with Juju simulated by ops.testing.
+
+The workload (what touches the machine) is replaced by `FakeWorkload`, which records what the
+charm asks of it and answers with chosen reports; the workload's own tests cover the machine.
+Every test also checks that the InfluxDB password shows in no status, log or action output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ops import testing
+
+import charm
+import workload
+from workload.discovery import Collector
+
+PASSWORD = "hunter2-Very-Secret"
+APP = "ubuntu-community-metrics"
+NO_CREDENTIALS = "no InfluxDB credentials: integrate with influxdb or set influxdb-secret"
+RELATION_DATA = {"hostname": "10.1.2.3", "port": "8086", "user": "metrics", "password": PASSWORD}
+SECRET_CONTENT = {
+    "host": "influx.example.com",
+    "port": "8087",
+    "username": "collector",
+    "password": PASSWORD,
+    "database": "community",
+    "ssl": "true",
+}
+
+
+def collector_status(name: str, problem: str | None = None) -> Any:
+    return workload.CollectorStatus(
+        name=name,
+        interval="5m",
+        problem=problem,
+        last_result="success" if problem is None else None,
+        last_run="2026-11-23 07:00:00 UTC" if problem is None else None,
+        next_run="2026-11-23 07:05:00 UTC" if problem is None else None,
+    )
+
+
+@dataclasses.dataclass
+class FakeWorkload:
+    """The workload functions charm.py calls: records the calls, returns what a test chose."""
+
+    report: Any = dataclasses.field(
+        default_factory=lambda: workload.Report(
+            commit="0123abc",
+            scheduled=["bugs", "downloads", "uploads"],
+            skipped=[],
+            failing=[],
+            problems=[],
+        )
+    )
+    influx_problem: str | None = None
+    collectors: list[Any] = dataclasses.field(
+        default_factory=lambda: [
+            collector_status("bugs"),
+            collector_status("downloads"),
+            collector_status("broken", "RUN_INTERVAL '5 parsecs' is not a systemd time span"),
+        ]
+    )
+    run_result: Any = dataclasses.field(
+        default_factory=lambda: workload.RunResult(exit_status=0, log_tail="wrote 12 points")
+    )
+    sync_result: Any = dataclasses.field(
+        default_factory=lambda: workload.SyncResult(
+            old_commit="0123abc",
+            new_commit="4567def",
+            added=["uploads"],
+            removed=["downloads"],
+            problems=[],
+        )
+    )
+    reconciled: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    checked: list[Any] = dataclasses.field(default_factory=list)
+    ran: list[tuple[str, bool]] = dataclasses.field(default_factory=list)
+    synced: int = 0
+    removed: int = 0
+
+    def reconcile(self, settings: Any, credentials: Any, **_: Any) -> Any:
+        self.reconciled.append((settings, credentials))
+        return self.report
+
+    def check_influxdb(self, credentials: Any, **_: Any) -> str | None:
+        self.checked.append(credentials)
+        return self.influx_problem
+
+    def list_collectors(self, **_: Any) -> list[Any]:
+        return self.collectors
+
+    def run_collector(self, name: str, *, dry_run: bool, **_: Any) -> Any:
+        self.ran.append((name, dry_run))
+        return self.run_result
+
+    def sync(self, **_: Any) -> Any:
+        self.synced += 1
+        return self.sync_result
+
+    def remove(self, **_: Any) -> None:
+        self.removed += 1
+
+    @property
+    def credentials(self) -> Any:
+        """The credentials of the last reconcile."""
+        assert self.reconciled, "the charm did not reconcile"
+        return self.reconciled[-1][1]
+
+    @property
+    def settings(self) -> Any:
+        assert self.reconciled, "the charm did not reconcile"
+        return self.reconciled[-1][0]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeWorkload:
+    fake = FakeWorkload()
+    for name in (
+        "reconcile",
+        "check_influxdb",
+        "list_collectors",
+        "run_collector",
+        "sync",
+        "remove",
+    ):
+        monkeypatch.setattr(charm.workload, name, getattr(fake, name))
+    for variable in ("JUJU_CHARM_HTTP_PROXY", "JUJU_CHARM_HTTPS_PROXY", "JUJU_CHARM_NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    return fake
+
+
+@pytest.fixture
+def ctx(caplog: pytest.LogCaptureFixture) -> Iterator[testing.Context[Any]]:
+    caplog.set_level(logging.DEBUG)
+    context = testing.Context(charm.UbuntuCommunityMetricsCharm)
+    yield context
+    # Whatever the test did: the password never reached a log or an action's output.
+    assert PASSWORD not in caplog.text
+    for line in context.juju_log:
+        assert PASSWORD not in line.message
+    assert PASSWORD not in repr(context.action_results)
+
+
+def influxdb_relation(**units: dict[str, str]) -> testing.Relation:
+    """The influxdb relation with one data bag per remote unit (`u0=...`, `u1=...`)."""
+    return testing.Relation(
+        endpoint="influxdb",
+        interface="influxdb-api",
+        remote_app_name="influxdb",
+        remote_units_data={int(key[1:]): data for key, data in units.items()},
+    )
+
+
+def run(ctx: testing.Context[Any], event: Any, state: testing.State) -> testing.State:
+    out = ctx.run(event, state)
+    assert PASSWORD not in out.unit_status.message
+    return out
+
+
+# Events that converge the unit
+
+
+@pytest.mark.parametrize(
+    "event_name", ["install", "start", "config_changed", "upgrade_charm", "update_status"]
+)
+def test_every_lifecycle_event_reconciles_once_with_relation_credentials(
+    ctx: testing.Context[Any], fake: FakeWorkload, event_name: str
+) -> None:
+    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+
+    out = run(ctx, getattr(ctx.on, event_name)(), state)
+
+    assert len(fake.reconciled) == 1
+    assert fake.credentials == workload.InfluxCredentials(
+        host="10.1.2.3", port=8086, username="metrics", password=PASSWORD, database="metrics"
+    )
+    assert fake.checked == [fake.credentials]
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+
+
+def test_settings_follow_the_config_and_run_the_bundled_tree_from_the_charm(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    config = {
+        "collectors-repo": "https://git.example.com/metrics.git",
+        "collectors-branch": "production",
+        "collectors-path": "tree",
+        "collectors-revision": "v1.2",
+        "pull-interval": "30min",
+        "collector-timeout": "2m",
+        "dry-run": True,
+    }
+    with ctx(ctx.on.config_changed(), testing.State(config=config)) as manager:
+        manager.run()
+        charm_dir = manager.charm.charm_dir
+
+    settings = fake.settings
+    assert (
+        settings.repo,
+        settings.branch,
+        settings.path,
+        settings.revision,
+        settings.pull_interval,
+        settings.collector_timeout,
+        settings.dry_run,
+    ) == ("https://git.example.com/metrics.git", "production", "tree", "v1.2", "30min", "2m", True)
+    assert settings.bundled_tree == charm_dir / "collectors"
+    assert settings.proxy == workload.Proxy()
+
+
+def test_default_config_is_the_design_defaults(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    run(ctx, ctx.on.install(), testing.State())
+
+    settings = fake.settings
+    assert dataclasses.replace(settings, bundled_tree=Path("x")) == workload.Settings(
+        bundled_tree=Path("x")
+    )
+
+
+def test_proxy_config_wins_over_the_model_proxy_which_fills_the_rest(
+    ctx: testing.Context[Any], fake: FakeWorkload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUJU_CHARM_HTTP_PROXY", "http://model-proxy:3128")
+    monkeypatch.setenv("JUJU_CHARM_HTTPS_PROXY", "http://model-proxy:3128")
+    monkeypatch.setenv("JUJU_CHARM_NO_PROXY", "10.0.0.0/8")
+    state = testing.State(config={"https-proxy": "http://squid.internal:3128"})
+
+    run(ctx, ctx.on.config_changed(), state)
+
+    assert fake.settings.proxy == workload.Proxy(
+        http="http://model-proxy:3128",
+        https="http://squid.internal:3128",
+        no_proxy="10.0.0.0/8",
+    )
+
+
+def test_remove_disables_everything_and_does_not_reconcile(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    run(ctx, ctx.on.remove(), testing.State(relations={influxdb_relation(u0=RELATION_DATA)}))
+
+    assert fake.removed == 1
+    assert fake.reconciled == []
+
+
+# Credentials from the influxdb relation
+
+
+@pytest.mark.parametrize("event_name", ["relation_joined", "relation_changed"])
+def test_relation_data_becomes_the_credentials_with_the_configured_database(
+    ctx: testing.Context[Any], fake: FakeWorkload, event_name: str
+) -> None:
+    relation = influxdb_relation(u0=RELATION_DATA)
+    state = testing.State(relations={relation}, config={"influxdb-database": "ubuntu"})
+
+    out = run(ctx, getattr(ctx.on, event_name)(relation, remote_unit=0), state)
+
+    assert fake.credentials.host == "10.1.2.3"
+    assert fake.credentials.database == "ubuntu"
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+
+
+def test_relation_without_keys_yet_waits_and_removes_stale_credentials(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0={"hostname": "10.1.2.3", "port": "8086"})
+
+    out = run(
+        ctx, ctx.on.relation_changed(relation, remote_unit=0), testing.State(relations={relation})
+    )
+
+    assert fake.credentials is None
+    assert fake.checked == []
+    assert out.unit_status == testing.WaitingStatus(
+        "waiting for influxdb to publish hostname, port, user, password on the influxdb relation"
+    )
+
+
+def test_the_first_unit_with_every_key_is_used(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0={"hostname": "10.0.0.9"}, u1=RELATION_DATA)
+
+    run(ctx, ctx.on.relation_changed(relation, remote_unit=1), testing.State(relations={relation}))
+
+    assert fake.credentials.host == "10.1.2.3"
+
+
+def test_non_numeric_port_blocks_naming_the_unit_and_the_value(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0={**RELATION_DATA, "port": "eighty-eighty"})
+
+    out = run(
+        ctx, ctx.on.relation_changed(relation, remote_unit=0), testing.State(relations={relation})
+    )
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(
+        "influxdb/0 sent port 'eighty-eighty' on the influxdb relation, not a port number: "
+        "fix the influxdb application"
+    )
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "-1", " "])
+def test_out_of_range_port_blocks(
+    ctx: testing.Context[Any], fake: FakeWorkload, port: str
+) -> None:
+    relation = influxdb_relation(u0={**RELATION_DATA, "port": port})
+
+    out = run(
+        ctx, ctx.on.relation_changed(relation, remote_unit=0), testing.State(relations={relation})
+    )
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert "not a port number" in out.unit_status.message
+
+
+def test_departing_unit_is_not_used(ctx: testing.Context[Any], fake: FakeWorkload) -> None:
+    relation = influxdb_relation(u0=RELATION_DATA, u1={**RELATION_DATA, "hostname": "10.9.9.9"})
+    event = ctx.on.relation_departed(relation, remote_unit=0, departing_unit=0)
+
+    run(ctx, event, testing.State(relations={relation}))
+
+    assert fake.credentials.host == "10.9.9.9"
+
+
+def test_last_unit_departing_waits_for_a_unit(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0=RELATION_DATA)
+    event = ctx.on.relation_departed(relation, remote_unit=0, departing_unit=0)
+
+    out = run(ctx, event, testing.State(relations={relation}))
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.WaitingStatus(
+        "waiting for a unit of influxdb to join the relation"
+    )
+
+
+def test_relation_broken_removes_the_credentials_and_asks_for_new_ones(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0=RELATION_DATA)
+
+    out = run(ctx, ctx.on.relation_broken(relation), testing.State(relations={relation}))
+
+    assert len(fake.reconciled) == 1
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(NO_CREDENTIALS)
+
+
+def test_no_relation_and_no_secret_blocks_with_both_fixes(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    out = run(ctx, ctx.on.install(), testing.State())
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(NO_CREDENTIALS)
+
+
+# Credentials from the influxdb-secret user secret
+
+
+def secret_state(secret: testing.Secret, **config: str | bool) -> testing.State:
+    return testing.State(config={"influxdb-secret": secret.id, **config}, secrets={secret})
+
+
+def test_secret_becomes_the_credentials_with_its_own_database(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    secret = testing.Secret(tracked_content=SECRET_CONTENT)
+
+    out = run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert fake.credentials == workload.InfluxCredentials(
+        host="influx.example.com",
+        port=8087,
+        username="collector",
+        password=PASSWORD,
+        database="community",
+        ssl=True,
+    )
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+
+
+def test_secret_wins_over_the_relation(ctx: testing.Context[Any], fake: FakeWorkload) -> None:
+    secret = testing.Secret(tracked_content=SECRET_CONTENT)
+    state = dataclasses.replace(
+        secret_state(secret), relations={influxdb_relation(u0=RELATION_DATA)}
+    )
+
+    run(ctx, ctx.on.config_changed(), state)
+
+    assert fake.credentials.host == "influx.example.com"
+    assert any("influxdb-secret is set" in line.message for line in ctx.juju_log)
+
+
+def test_secret_without_ssl_key_means_plain_http(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    content = {key: value for key, value in SECRET_CONTENT.items() if key != "ssl"}
+    secret = testing.Secret(tracked_content=content)
+
+    run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert fake.credentials.ssl is False
+
+
+def test_secret_changed_uses_the_new_revision(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    secret = testing.Secret(
+        tracked_content=SECRET_CONTENT,
+        latest_content={**SECRET_CONTENT, "host": "new-influx.example.com"},
+    )
+
+    run(ctx, ctx.on.secret_changed(secret), secret_state(secret))
+
+    assert fake.credentials.host == "new-influx.example.com"
+
+
+def test_secret_not_granted_blocks_with_the_grant_command(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    uri = "secret:d3fm5ugr5ri0kt7lbqhg"
+
+    out = run(ctx, ctx.on.config_changed(), testing.State(config={"influxdb-secret": uri}))
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(
+        f"cannot read influxdb-secret {uri} (not granted, or removed): "
+        f"juju grant-secret {uri} {APP}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            {"host": "influx", "port": "8086", "password": PASSWORD},
+            "lacks username, database: juju update-secret {uri} with keys host, port, "
+            "username, password, database and optionally ssl",
+        ),
+        (
+            {**SECRET_CONTENT, "password": ""},
+            "lacks password: juju update-secret {uri} with keys host, port, "
+            "username, password, database and optionally ssl",
+        ),
+        (
+            {**SECRET_CONTENT, "port": "http"},
+            "has port 'http', not a port number: juju update-secret {uri} port=8086 "
+            "(or the port InfluxDB listens on)",
+        ),
+        (
+            {**SECRET_CONTENT, "ssl": "maybe"},
+            "has ssl 'maybe': juju update-secret {uri} ssl=true (or ssl=false)",
+        ),
+    ],
+    ids=["missing-keys", "empty-password", "bad-port", "bad-ssl"],
+)
+def test_bad_secret_content_blocks_saying_what_to_update(
+    ctx: testing.Context[Any], fake: FakeWorkload, content: dict[str, str], message: str
+) -> None:
+    secret = testing.Secret(tracked_content=content)
+
+    out = run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(
+        f"influxdb-secret {secret.id} " + message.format(uri=secret.id)
+    )
+
+
+# What the checks and the reconcile found
+
+
+def test_influxdb_problem_blocks_with_the_check_message_and_never_the_password(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.influx_problem = (
+        f"InfluxDB at 10.1.2.3:8086 rejected user 'metrics' (password {PASSWORD} wrong): "
+        "check the username and password"
+    )
+
+    out = run(
+        ctx, ctx.on.update_status(), testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+    )
+
+    assert out.unit_status == testing.BlockedStatus(
+        "InfluxDB at 10.1.2.3:8086 rejected user 'metrics' (password ******** wrong): "
+        "check the username and password"
+    )
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "first clone of https://git.example.com/metrics.git failed (could not resolve host): "
+        "check collectors-repo and the proxy",
+        "no collectors found in collectors/metrics/collectors: check collectors-path",
+        "pull failed, kept commit 0123abc: branch 'prod' does not exist: set collectors-branch",
+        "venv install failed, kept the previous one: pip: no matching distribution for foo==9",
+    ],
+)
+def test_each_workload_problem_is_the_status(
+    ctx: testing.Context[Any], fake: FakeWorkload, problem: str
+) -> None:
+    fake.report = dataclasses.replace(fake.report, problems=[problem])
+
+    out = run(
+        ctx, ctx.on.update_status(), testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+    )
+
+    assert out.unit_status == testing.BlockedStatus(problem)
+
+
+def test_missing_credentials_come_before_workload_problems(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.report = dataclasses.replace(fake.report, problems=["no collectors found: ..."])
+
+    out = run(ctx, ctx.on.install(), testing.State())
+
+    assert out.unit_status == testing.BlockedStatus(NO_CREDENTIALS)
+
+
+def test_active_status_names_skipped_and_failing_collectors(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.report = dataclasses.replace(
+        fake.report,
+        scheduled=["bugs"],
+        skipped=[Collector("broken", "5m", "bad interval"), Collector("9lives", "5m", "name")],
+        failing=["bugs"],
+    )
+    state = testing.State(
+        relations={influxdb_relation(u0=RELATION_DATA)}, config={"dry-run": True}
+    )
+
+    out = run(ctx, ctx.on.update_status(), state)
+
+    assert out.unit_status == testing.ActiveStatus(
+        "1 collector scheduled; dry-run: nothing written; "
+        "skipped: broken, 9lives (see list-collectors); failing: bugs (see run-collector)"
+    )
+
+
+def test_invalid_config_blocks_and_leaves_the_unit_alone(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    state = testing.State(
+        relations={influxdb_relation(u0=RELATION_DATA)}, config={"influxdb-database": " "}
+    )
+
+    out = run(ctx, ctx.on.config_changed(), state)
+
+    assert fake.reconciled == []
+    assert out.unit_status == testing.BlockedStatus(
+        "invalid config: influxdb-database is empty: set the database name, e.g. metrics"
+    )
+
+
+def test_an_action_leaves_the_status_as_the_last_hook_set_it(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    state = testing.State(unit_status=testing.BlockedStatus("what the last hook said"))
+
+    out = run(ctx, ctx.on.action("list-collectors"), state)
+
+    assert fake.reconciled == []
+    assert out.unit_status == testing.BlockedStatus("what the last hook said")
+
+
+# Actions
+
+
+def test_list_collectors_shows_every_column(ctx: testing.Context[Any], fake: FakeWorkload) -> None:
+    run(ctx, ctx.on.action("list-collectors"), testing.State())
+
+    results = ctx.action_results
+    assert results is not None
+    assert results["count"] == "3"
+    lines = results["collectors"].splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "INTERVAL",
+        "LAST-RESULT",
+        "LAST-RUN",
+        "NEXT-RUN",
+        "PROBLEM",
+    ]
+    assert lines[1].split() == [
+        "bugs",
+        "5m",
+        "success",
+        "2026-11-23",
+        "07:00:00",
+        "UTC",
+        "2026-11-23",
+        "07:05:00",
+        "UTC",
+        "-",
+    ]
+    assert lines[3].startswith("broken ")
+    assert lines[3].endswith("RUN_INTERVAL '5 parsecs' is not a systemd time span")
+
+
+def test_run_collector_returns_exit_status_and_log_tail(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    run(ctx, ctx.on.action("run-collector", params={"name": "bugs"}), testing.State())
+
+    assert fake.ran == [("bugs", False)]
+    assert ctx.action_results == {
+        "exit-status": "0",
+        "dry-run": "false",
+        "log-tail": "wrote 12 points",
+    }
+
+
+@pytest.mark.parametrize(
+    ("param", "config", "expected"),
+    [(True, False, True), (False, True, True), (False, False, False)],
+)
+def test_run_collector_is_dry_when_asked_or_when_the_unit_is(
+    ctx: testing.Context[Any], fake: FakeWorkload, param: bool, config: bool, expected: bool
+) -> None:
+    event = ctx.on.action("run-collector", params={"name": "bugs", "dry-run": param})
+
+    run(ctx, event, testing.State(config={"dry-run": config}))
+
+    assert fake.ran == [("bugs", expected)]
+
+
+def test_run_collector_failure_fails_the_action_with_the_log_and_no_password(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.run_result = workload.RunResult(
+        exit_status=1, log_tail=f"CollectorError: auth failed for metrics:{PASSWORD}"
+    )
+    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        ctx.run(ctx.on.action("run-collector", params={"name": "bugs"}), state)
+
+    assert failure.value.message == "collector bugs exited with status 1: see log-tail"
+    assert ctx.action_results is not None
+    assert ctx.action_results["exit-status"] == "1"
+    assert ctx.action_results["log-tail"] == "CollectorError: auth failed for metrics:********"
+
+
+@pytest.mark.parametrize("name", ["nope", "broken"])
+def test_run_collector_unknown_or_skipped_name_fails_naming_the_known_ones(
+    ctx: testing.Context[Any], fake: FakeWorkload, name: str
+) -> None:
+    with pytest.raises(testing.ActionFailed) as failure:
+        ctx.run(ctx.on.action("run-collector", params={"name": name}), testing.State())
+
+    assert failure.value.message == (
+        f"no schedulable collector named {name!r}: known collectors: bugs, downloads "
+        "(see list-collectors)"
+    )
+    assert fake.ran == []
+
+
+def test_pull_returns_commits_and_collector_changes_and_refreshes_the_status(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    state = testing.State(
+        config={"collectors-repo": "https://git.example.com/metrics.git"},
+        relations={influxdb_relation(u0=RELATION_DATA)},
+    )
+
+    out = run(ctx, ctx.on.action("pull"), state)
+
+    assert fake.synced == 1
+    assert ctx.action_results == {
+        "old-commit": "0123abc",
+        "new-commit": "4567def",
+        "added": "uploads",
+        "removed": "downloads",
+    }
+    assert len(fake.reconciled) == 1
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+
+
+def test_pull_problem_fails_the_action_with_it(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    problem = "fetch of https://git.example.com/metrics.git failed (timeout): kept 0123abc"
+    fake.sync_result = dataclasses.replace(
+        fake.sync_result, new_commit="0123abc", added=[], removed=[], problems=[problem]
+    )
+    state = testing.State(config={"collectors-repo": "https://git.example.com/metrics.git"})
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        ctx.run(ctx.on.action("pull"), state)
+
+    assert failure.value.message == problem
+    assert ctx.action_results is not None
+    assert ctx.action_results["added"] == "none"
+
+
+def test_pull_without_a_repository_fails_saying_what_to_set(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    with pytest.raises(testing.ActionFailed) as failure:
+        ctx.run(ctx.on.action("pull"), testing.State())
+
+    assert failure.value.message == (
+        "collectors-repo is empty, so the tree bundled in the charm runs and there is "
+        "nothing to pull: set collectors-repo to follow a branch"
+    )
+    assert fake.synced == 0
