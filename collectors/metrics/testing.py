@@ -275,38 +275,55 @@ class InfluxServer:
         return len(self._post_query(f'SELECT * FROM "{measurement}"', database))  # noqa: S608
 
 
+Response = tuple[int, str | bytes]
+
+
 class UpstreamServer:
     """Serves recorded upstream answers on 127.0.0.1 to a collector under test.
 
     `UpstreamServer({path: (status, body)})`, body as str or bytes, served as JSON unless
-    `content_type` says otherwise. A request's path with its query string is looked up first,
-    then the path alone; anything else is a 404. `.url` is the base URL, `.requests` lists the
-    paths (with query strings) asked for, in order; `.routes` may be changed between requests.
+    `content_type` says otherwise; a list of responses instead is served one per request, in
+    order, the last one repeating (e.g. `[(503, ""), (204, "")]` to test retries). GET and POST
+    are answered alike. A request's path with its query string is looked up first, then the
+    path alone; anything else is a 404. `.url` is the base URL, `.requests` lists the paths
+    (with query strings) asked for, in order, and `.bodies` the request bodies; `.routes` may
+    be changed between requests.
     """
 
     def __init__(
         self,
-        routes: dict[str, tuple[int, str | bytes]],
+        routes: dict[str, Response | list[Response]],
         content_type: str = "application/json",
     ) -> None:
         self.routes = dict(routes)
         self.content_type = content_type
         self.requests: list[str] = []
+        self.bodies: list[bytes] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                server.bodies.append(self.rfile.read(length) if length else b"")
                 server.requests.append(self.path)
-                route = server.routes.get(self.path) or server.routes.get(
-                    urllib.parse.urlsplit(self.path).path
+                key = (
+                    self.path
+                    if self.path in server.routes
+                    else urllib.parse.urlsplit(self.path).path
                 )
-                status, body = route if route else (404, "not found")
+                route = server.routes.get(key, (404, "not found"))
+                if isinstance(route, list):
+                    status, body = route.pop(0) if len(route) > 1 else route[0]
+                else:
+                    status, body = route
                 data = body.encode() if isinstance(body, str) else body
                 self.send_response(status)
                 self.send_header("Content-Type", server.content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            do_POST = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -18,6 +18,7 @@ from .errors import CollectorError
 # collector reading the same URL cause one request.
 _cache: dict[str, Any] = {}
 _session = requests.Session()
+BACKOFF = 0.5  # seconds before the second attempt, doubling, with full jitter
 
 
 def fetch_json(url: str, *, timeout: float = 30.0, attempts: int = 3) -> Any:
@@ -45,7 +46,7 @@ def fetch_json(url: str, *, timeout: float = 30.0, attempts: int = 3) -> Any:
             if response.status_code != 429 and response.status_code < 500:
                 break
         if attempt < attempts:
-            time.sleep(random.uniform(0, 0.5 * 2**attempt))  # noqa: S311
+            time.sleep(random.uniform(0, BACKOFF * 2 ** (attempt - 1)))  # noqa: S311
     raise CollectorError(f"cannot fetch {url}: {problem}")
 
 

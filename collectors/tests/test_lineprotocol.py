@@ -1,0 +1,143 @@
+"""The encoder writes what influxdb.line_protocol.make_lines writes, and refuses bad points."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from influxdb.line_protocol import make_lines
+from metrics.lib.errors import CollectorError
+from metrics.lib.lineprotocol import LineEncoder
+
+names = st.text(min_size=1)
+field_values = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.text(),
+    st.none(),
+)
+zones = st.one_of(
+    st.sampled_from([timezone.utc, ZoneInfo("Europe/London"), ZoneInfo("Asia/Kolkata")]),
+    st.integers(min_value=-1439, max_value=1439).map(lambda m: timezone(timedelta(minutes=m))),
+)
+moments = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=zones
+)
+times = st.one_of(
+    st.none(),
+    st.integers(min_value=0, max_value=2**63 - 1),
+    moments,
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+    moments.map(datetime.isoformat),
+)
+points = st.fixed_dictionaries(
+    {
+        "measurement": names,
+        "tags": st.dictionaries(names, st.text()),
+        "fields": st.dictionaries(names, field_values, min_size=1).filter(
+            lambda fields: any(value is not None for value in fields.values())
+        ),
+        "time": times,
+    }
+)
+
+
+@given(st.lists(points, min_size=1, max_size=20))
+def test_lines_are_byte_identical_to_make_lines(batch: list[dict[str, Any]]) -> None:
+    encoder = LineEncoder()
+    accepted, lines = [], []
+    for index, point in enumerate(batch):
+        try:
+            lines.append(encoder.encode(point, index))
+        except CollectorError:
+            # Only a time string dateutil cannot read (an offset with seconds) gets here.
+            with pytest.raises(ValueError, match="format"):
+                make_lines({"points": [point]})
+        else:
+            accepted.append(point)
+
+    if accepted:
+        assert ("\n".join(lines) + "\n").encode() == make_lines({"points": accepted}).encode()
+
+
+def test_escaping_and_types_match_make_lines_on_a_known_point() -> None:
+    point = {
+        "measurement": 'disk usage,total=all "x"\\',
+        "tags": {"host name": "a,b=c\nd", "empty": "", "z\\": "\\"},
+        "fields": {
+            "quoted": 'say "hi"\\\nbye',
+            "int": 42,
+            "float": 0.1,
+            "big": 1e300,
+            "flag": False,
+            "gone": None,
+        },
+        "time": "2024-04-25T12:00:00+02:00",
+    }
+
+    line = LineEncoder().encode(point, 0)
+
+    assert line + "\n" == make_lines({"points": [point]})
+    assert line.startswith(
+        'disk\\ usage\\,total\\=all\\ "x"\\\\,host\\ name=a\\,b\\=c\\nd,z\\\\=\\\\ '
+    )
+    assert line.endswith(" 1714039200000000000")
+
+
+def test_a_point_without_time_gets_the_default_time() -> None:
+    point = {"measurement": "m", "fields": {"v": 1}}
+
+    assert LineEncoder().encode(point, 0, default_time=17) == "m v=1i 17"
+    assert LineEncoder().encode({**point, "time": 5}, 0, default_time=17) == "m v=1i 5"
+
+
+@pytest.mark.parametrize(
+    ("point", "problem"),
+    [
+        ("m v=1", "point 3 is a str, not a dict"),
+        ({"fields": {"v": 1}}, "point 3 has no measurement"),
+        ({"measurement": "", "fields": {"v": 1}}, "point 3 has no measurement"),
+        ({"measurement": "m"}, "point 3 ('m') has no fields"),
+        ({"measurement": "m", "fields": {}}, "point 3 ('m') has no fields"),
+        (
+            {"measurement": "m", "fields": {"v": None}},
+            "point 3 ('m') has no fields (all are None)",
+        ),
+        ({"measurement": "m", "fields": {"v": {"a": 1}}}, "field 'v' holds a nested dict"),
+        ({"measurement": "m", "fields": {"v": [1]}}, "field 'v' holds a nested list"),
+        ({"measurement": "m", "fields": {"v": float("nan")}}, "point 3 ('m') field 'v' is nan"),
+        ({"measurement": "m", "fields": {"v": float("-inf")}}, "field 'v' is -inf"),
+        ({"measurement": "m", "fields": {"v": b"x"}}, "field 'v' has a bytes value"),
+        ({"measurement": "m", "tags": {"t": 1}, "fields": {"v": 1}}, "tag 't' has a int value 1"),
+        ({"measurement": "m", "tags": {"t": None}, "fields": {"v": 1}}, "tag 't' has a NoneType"),
+        ({"measurement": "m", "tags": ["t"], "fields": {"v": 1}}, "tags is not a dict"),
+        (
+            {"measurement": "m", "fields": {"v": 1}, "time": "yesterday"},
+            "bad timestamp 'yesterday'",
+        ),
+        ({"measurement": "m", "fields": {"v": 1}, "time": 1.5}, "bad timestamp 1.5"),
+        ({"measurement": "m", "fields": {"v": 1}, "time": True}, "bad timestamp True"),
+    ],
+)
+def test_invalid_point_names_its_index_and_problem(point: Any, problem: str) -> None:
+    with pytest.raises(CollectorError) as raised:
+        LineEncoder().encode(point, 3)
+
+    assert problem in str(raised.value)
+
+
+def test_datetime_and_string_times_agree() -> None:
+    encoder = LineEncoder()
+    moment = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+
+    by_datetime = encoder.encode({"measurement": "m", "fields": {"v": 1}, "time": moment}, 0)
+    by_string = encoder.encode(
+        {"measurement": "m", "fields": {"v": 1}, "time": moment.isoformat()}, 1
+    )
+
+    assert by_datetime == by_string == "m v=1i 1704164645678901000"
