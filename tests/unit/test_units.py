@@ -1,0 +1,268 @@
+"""Rendered unit files, checked by the real systemd-analyze (verify and security)."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from workload.discovery import Collector
+from workload.settings import Proxy
+from workload.timespan import parse_timespan
+from workload.units import (
+    COLLECTOR_SERVICE,
+    GENERATED_MARK,
+    MAX_NAME_LENGTH,
+    PULL_SERVICE,
+    PULL_TIMER,
+    TEMPLATES,
+    UnitOptions,
+    collector_timer,
+    is_generated,
+    render_units,
+    write_units,
+)
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd_analyze = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
+)
+# verify checks that ExecStart= binaries exist, so the units point at a real interpreter.
+PYTHON = Path(shutil.which("python3") or "/usr/bin/python3").resolve()
+
+COLLECTORS = [
+    Collector("fast", "15s", None),
+    Collector("hourly", "1h 30min", None),
+    Collector("default_interval", "5m", None),
+    Collector("fractional", "1.5h", None),
+    Collector("tiny", "100ms", None),
+    Collector("x" * MAX_NAME_LENGTH, "2d", None),
+    Collector("broken", "5 parsecs", "metrics/collectors/broken/__init__.py: bad interval"),
+]
+
+
+def options(tmp_path: Path, **overrides: object) -> UnitOptions:
+    values: dict[str, object] = {
+        "tree": tmp_path / "current",
+        "venv_python": PYTHON,
+        "credentials_file": tmp_path / "etc" / "influxdb.json",
+        "sync_python": PYTHON,
+        "sync_pythonpath": (tmp_path / "charm" / "src", tmp_path / "charm" / "venv"),
+    }
+    values.update(overrides)
+    return UnitOptions(**values)  # type: ignore[arg-type]
+
+
+def directives(content: str, key: str) -> list[str]:
+    return re.findall(rf"^{re.escape(key)}=(.*)$", content, flags=re.MULTILINE)
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    assert SYSTEMD_ANALYZE is not None
+    return subprocess.run(
+        [SYSTEMD_ANALYZE, *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SYSTEMD_COLORS": "0", "LC_ALL": "C.UTF-8"},
+        check=False,
+    )
+
+
+def test_templates_are_found_beside_src() -> None:
+    names = sorted(path.name for path in TEMPLATES.glob("*.j2"))
+    assert names == [
+        "metrics-collector@.service.j2",
+        "metrics-collector@.timer.j2",
+        "metrics-pull.service.j2",
+        "metrics-pull.timer.j2",
+    ]
+
+
+def test_one_timer_per_schedulable_collector(tmp_path: Path) -> None:
+    units = render_units(COLLECTORS, options(tmp_path))
+    schedulable = [c.name for c in COLLECTORS if c.problem is None]
+    assert sorted(units) == sorted(
+        [COLLECTOR_SERVICE, PULL_SERVICE, PULL_TIMER, *map(collector_timer, schedulable)]
+    )
+    assert collector_timer("broken") not in units
+    for name, content in units.items():
+        template = "metrics-collector@.timer" if name.endswith(".timer") else name
+        template = "metrics-pull.timer" if name == PULL_TIMER else template
+        first_line = content.splitlines()[0]
+        assert first_line == f"{GENERATED_MARK} from templates/{template}.j2; do not edit."
+        assert is_generated(name, content)
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verify_is_clean_for_every_unit(tmp_path: Path) -> None:
+    out = tmp_path / "units"
+    units = render_units(COLLECTORS, options(tmp_path, dry_run=True, proxy=Proxy("http://p:3128")))
+    paths = write_units(units, out)
+    assert {path.name for path in paths} == set(units)
+    result = analyze("verify", "--man=no", *(str(path) for path in paths))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+@needs_systemd_analyze
+def test_verify_would_catch_a_missing_interpreter(tmp_path: Path) -> None:
+    """The verify test above can fail: a venv python that does not exist is reported."""
+    units = render_units([], options(tmp_path, venv_python=tmp_path / "no-venv" / "python3"))
+    paths = write_units({COLLECTOR_SERVICE: units[COLLECTOR_SERVICE]}, tmp_path / "units")
+    result = analyze("verify", "--man=no", *(str(path) for path in paths))
+    assert result.returncode != 0
+    assert "is not executable" in result.stderr
+
+
+@needs_systemd_analyze
+def test_collector_service_security_exposure_at_most_1_5(tmp_path: Path) -> None:
+    units = render_units(COLLECTORS, options(tmp_path))
+    (service,) = write_units({COLLECTOR_SERVICE: units[COLLECTOR_SERVICE]}, tmp_path / "units")
+    result = analyze("security", "--offline=true", str(service))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 1.5, result.stdout
+    # Network access is kept on purpose: collectors fetch from the internet.
+    assert re.search(r"✗ RestrictAddressFamilies=~AF_\(INET\|INET6\)", result.stdout)
+
+
+def test_collector_service_runs_the_collector_sandboxed(tmp_path: Path) -> None:
+    opts = options(tmp_path, collector_timeout="7min 30s")
+    service = render_units([], opts)[COLLECTOR_SERVICE]
+    assert directives(service, "Type") == ["oneshot"]
+    assert directives(service, "ExecStart") == [f"{PYTHON} -m metrics.collectors.%i"]
+    assert directives(service, "WorkingDirectory") == [str(tmp_path / "current")]
+    assert f"PYTHONPATH={tmp_path / 'current'}" in directives(service, "Environment")
+    assert directives(service, "TimeoutStartSec") == ["7min 30s"]
+    assert directives(service, "DynamicUser") == ["yes"]
+    assert directives(service, "User") == ["mc-%i"]
+    assert directives(service, "StateDirectory") == ["metrics-collector/%i"]
+    assert directives(service, "StateDirectoryMode") == ["0700"]
+    assert directives(service, "LoadCredential") == [f"influxdb:{tmp_path}/etc/influxdb.json"]
+    assert directives(service, "InaccessiblePaths") == [f"-{tmp_path}/etc"]
+    assert directives(service, "ProtectSystem") == ["strict"]
+    assert directives(service, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
+    assert directives(service, "PrivateNetwork") == []
+    assert directives(service, "EnvironmentFile") == []
+
+
+def test_dry_run_and_proxy(tmp_path: Path) -> None:
+    proxy = Proxy(http="http://proxy:3128", https="http://proxy:3129", no_proxy='a,b %x"\\y')
+    service = render_units([], options(tmp_path, dry_run=True, proxy=proxy))[COLLECTOR_SERVICE]
+    assert directives(service, "ExecStart") == [f"{PYTHON} -m metrics.collectors.%i --dry-run"]
+    environment = directives(service, "Environment")
+    assert '"HTTP_PROXY=http://proxy:3128"' in environment
+    assert '"https_proxy=http://proxy:3129"' in environment
+    # systemd turns %% into %, \" into " and \\ into \ again.
+    assert '"NO_PROXY=a,b %%x\\"\\\\y"' in environment
+    assert not any("INFLUX" in line for line in environment)
+
+
+def test_no_proxy_variables_without_a_proxy(tmp_path: Path) -> None:
+    service = render_units([], options(tmp_path))[COLLECTOR_SERVICE]
+    names = [line.strip('"').split("=")[0] for line in directives(service, "Environment")]
+    assert names == ["PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"]
+
+
+@pytest.mark.parametrize(
+    ("interval", "every", "boot", "randomized", "accuracy"),
+    [
+        ("15s", "15s", "15s", "1s 500ms", "1s"),
+        ("5m", "5min", "5min", "30s", "1s"),
+        ("1h 30min", "1h 30min", "5min", "5min", "1s"),
+        ("100ms", "100ms", "100ms", "10ms", "10ms"),
+        ("1.5", "1s 500ms", "1s 500ms", "150ms", "150ms"),
+    ],
+)
+def test_timer_schedule(
+    tmp_path: Path, interval: str, every: str, boot: str, randomized: str, accuracy: str
+) -> None:
+    units = render_units([Collector("c", interval, None)], options(tmp_path))
+    timer = units[collector_timer("c")]
+    assert directives(timer, "Unit") == ["metrics-collector@c.service"]
+    assert directives(timer, "OnUnitInactiveSec") == [every]
+    assert directives(timer, "OnBootSec") == [boot]
+    assert directives(timer, "RandomizedDelaySec") == [randomized]
+    assert directives(timer, "AccuracySec") == [accuracy]
+    assert directives(timer, "WantedBy") == ["timers.target"]
+    # A collector runs at most a tenth of its interval late (plus systemd's accuracy).
+    period = parse_timespan(interval)
+    assert parse_timespan(randomized) <= period // 10
+    assert parse_timespan(accuracy) <= max(1, min(period // 10, 1_000_000))
+
+
+def test_interval_is_rendered_canonically_never_verbatim(tmp_path: Path) -> None:
+    """A RUN_INTERVAL literal with a newline cannot smuggle a directive into the timer."""
+    units = render_units([Collector("c", "5m\n5s", None)], options(tmp_path))
+    timer = units[collector_timer("c")]
+    assert directives(timer, "OnUnitInactiveSec") == ["5min 5s"]
+    assert "\n5s\n" not in timer
+
+
+def test_pull_units(tmp_path: Path) -> None:
+    units = render_units([], options(tmp_path, pull_interval="30min"))
+    service, timer = units[PULL_SERVICE], units[PULL_TIMER]
+    assert directives(service, "ExecStart") == [f"{PYTHON} -m workload sync"]
+    assert f"PYTHONPATH={tmp_path}/charm/src:{tmp_path}/charm/venv" in directives(
+        service, "Environment"
+    )
+    assert directives(timer, "OnUnitInactiveSec") == ["30min"]
+    assert PULL_SERVICE not in render_units([], options(tmp_path, pull=False))
+
+
+@pytest.mark.parametrize(
+    ("collector", "message"),
+    [
+        (Collector("x" * (MAX_NAME_LENGTH + 1), "5m", None), "at most 28 characters"),
+        (Collector("n\u00e4me", "5m", None), "ASCII Python identifier"),
+        (Collector("a-b", "5m", None), "rename its folder"),
+        (Collector("zero", "0", None), "collector 'zero': RUN_INTERVAL '0' is zero"),
+    ],
+)
+def test_unschedulable_collector_is_named(
+    tmp_path: Path, collector: Collector, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        render_units([collector], options(tmp_path))
+
+
+def test_duplicate_collector(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'a' is listed twice"):
+        render_units([Collector("a", "5m", None), Collector("a", "1h", None)], options(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"collector_timeout": "ten minutes"}, "config collector-timeout: invalid systemd"),
+        ({"collector_timeout": "0"}, "config collector-timeout must be longer than 0"),
+        ({"pull_interval": "infinity"}, "config pull-interval: RUN_INTERVAL 'infinity'"),
+        ({"proxy": Proxy(http="http://user:secret@proxy:3128")}, "config http-proxy contains"),
+        ({"proxy": Proxy(https="http://p\n:3128")}, "config https-proxy contains a control"),
+        ({"tree": Path("/srv/my tree")}, "collectors tree '/srv/my tree' cannot go in"),
+        ({"venv_python": Path("relative/python")}, "venv python 'relative/python'"),
+        ({"credentials_file": Path("/etc/100%.json")}, "credentials file"),
+    ],
+)
+def test_bad_options_are_named(tmp_path: Path, overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        render_units([], options(tmp_path, **overrides))
+
+
+def test_credentials_never_reach_a_unit_file(tmp_path: Path) -> None:
+    """Only the credentials file's path is in a unit, never its content."""
+    credentials = tmp_path / "etc" / "influxdb.json"
+    credentials.parent.mkdir()
+    credentials.write_text('{"password": "hunter2-secret"}')
+    units = render_units(COLLECTORS, options(tmp_path))
+    assert not any("hunter2" in content for content in units.values())
+
+
+def test_is_generated_recognises_only_our_files() -> None:
+    mark = f"{GENERATED_MARK} from templates/x.j2; do not edit.\n"
+    assert is_generated("metrics-collector@abc.timer", mark)
+    assert is_generated("metrics-pull.timer", mark)
+    assert not is_generated("metrics-collector@abc.timer", "[Timer]\n")
+    assert not is_generated("metrics-collector@abc.service", mark)
+    assert not is_generated("other.timer", mark)
+    assert not is_generated("metrics-collector@a-b.timer", mark)
