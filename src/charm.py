@@ -23,8 +23,6 @@ RELATION = "influxdb"
 # Keys of the influxdb-api interface, set by each InfluxDB unit in its own data bag.
 RELATION_KEYS = ("hostname", "port", "user", "password")
 SECRET_KEYS = ("host", "port", "username", "password", "database")
-TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
-FALSE_WORDS = frozenset({"false", "no", "0", "off", ""})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -241,12 +239,14 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
                     f"juju grant-secret {uri} {self.app.name}"
                 )
             ) from None
+        # `juju update-secret` replaces the whole content, so the fix is always a full file.
+        update = f"juju update-secret {uri} --file <credentials.yaml>"
         missing = [key for key in SECRET_KEYS if not content.get(key)]
         if missing:
             raise CredentialsProblem(
                 ops.BlockedStatus(
-                    f"influxdb-secret {uri} lacks {', '.join(missing)}: juju update-secret "
-                    f"{uri} with keys {', '.join(SECRET_KEYS)} and optionally ssl"
+                    f"influxdb-secret {uri} lacks {', '.join(missing)}: update it with keys "
+                    f"{', '.join(SECRET_KEYS)} and optionally ssl ({update})"
                 )
             )
         port = _port(content["port"])
@@ -254,15 +254,15 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             raise CredentialsProblem(
                 ops.BlockedStatus(
                     f"influxdb-secret {uri} has port {content['port']!r}, not a port number: "
-                    f"juju update-secret {uri} port=8086 (or the port InfluxDB listens on)"
+                    f"update it with the port InfluxDB listens on ({update})"
                 )
             )
-        ssl_word = content.get("ssl", "").strip().lower()
-        if ssl_word not in TRUE_WORDS | FALSE_WORDS:
+        ssl = content.get("ssl", "false").strip().lower()
+        if ssl not in ("true", "false"):
             raise CredentialsProblem(
                 ops.BlockedStatus(
-                    f"influxdb-secret {uri} has ssl {content['ssl']!r}: "
-                    f"juju update-secret {uri} ssl=true (or ssl=false)"
+                    f"influxdb-secret {uri} has ssl {content['ssl']!r}, not true or false: "
+                    f"update it ({update})"
                 )
             )
         return workload.InfluxCredentials(
@@ -271,7 +271,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             username=content["username"],
             password=content["password"],
             database=content["database"],
-            ssl=ssl_word in TRUE_WORDS,
+            ssl=ssl == "true",
         )
 
     def _credentials_from_relation(

@@ -448,22 +448,22 @@ def test_secret_not_granted_blocks_with_the_grant_command(
     [
         (
             {"host": "influx", "port": "8086", "password": PASSWORD},
-            "lacks username, database: juju update-secret {uri} with keys host, port, "
-            "username, password, database and optionally ssl",
+            "lacks username, database: update it with keys host, port, username, password, "
+            "database and optionally ssl ({update})",
         ),
         (
             {**SECRET_CONTENT, "password": ""},
-            "lacks password: juju update-secret {uri} with keys host, port, "
-            "username, password, database and optionally ssl",
+            "lacks password: update it with keys host, port, username, password, "
+            "database and optionally ssl ({update})",
         ),
         (
             {**SECRET_CONTENT, "port": "http"},
-            "has port 'http', not a port number: juju update-secret {uri} port=8086 "
-            "(or the port InfluxDB listens on)",
+            "has port 'http', not a port number: update it with the port InfluxDB listens on "
+            "({update})",
         ),
         (
             {**SECRET_CONTENT, "ssl": "maybe"},
-            "has ssl 'maybe': juju update-secret {uri} ssl=true (or ssl=false)",
+            "has ssl 'maybe', not true or false: update it ({update})",
         ),
     ],
     ids=["missing-keys", "empty-password", "bad-port", "bad-ssl"],
@@ -477,7 +477,8 @@ def test_bad_secret_content_blocks_saying_what_to_update(
 
     assert fake.credentials is None
     assert out.unit_status == testing.BlockedStatus(
-        f"influxdb-secret {secret.id} " + message.format(uri=secret.id)
+        f"influxdb-secret {secret.id} "
+        + message.format(update=f"juju update-secret {secret.id} --file <credentials.yaml>")
     )
 
 
