@@ -1,0 +1,306 @@
+"""Metric.run() against a real influxd: points, health series, batches, spool, 400 and 401."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from metrics.lib.basemetric import Metric
+from metrics.lib.errors import CollectorError
+from metrics.lib.influx import WriteSettings
+from metrics.testing import InfluxServer, Response, UpstreamServer, free_port
+
+
+class Numbers(Metric):
+    """Yields `count` points of measurement "numbers", then raises `then_raise` if set."""
+
+    collector_name = "numbers"
+
+    def __init__(self, count: int, offset: int = 0, then_raise: Exception | None = None) -> None:
+        super().__init__()
+        self.count = count
+        self.offset = offset
+        self.then_raise = then_raise
+
+    def collect(self) -> Iterator[dict[str, Any]]:
+        for i in range(self.offset, self.offset + self.count):
+            yield {"measurement": "numbers", "tags": {"n": str(i)}, "fields": {"value": i}}
+        if self.then_raise:
+            raise self.then_raise
+
+
+def health(influx: InfluxServer, database: str) -> list[dict[str, Any]]:
+    return influx.query('SELECT * FROM "collector_run"', database)
+
+
+def spool_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "state" / "spool").glob("*.lp"))
+
+
+def test_points_and_health_point_are_written(influx: InfluxServer, database: str) -> None:
+    Numbers(12_001).run()
+
+    assert influx.count("numbers", database) == 12_001
+    (run,) = health(influx, database)
+    assert run["collector"] == "numbers"
+    assert run["host"] == socket.gethostname()
+    assert run["ok"] is True
+    assert run["error"] == ""
+    assert (run["points_written"], run["points_spooled"], run["points_dropped"]) == (12_001, 0, 0)
+    assert run["duration"] > 0
+
+
+def test_points_are_written_while_the_generator_still_runs(
+    influx: InfluxServer, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Metric, "write_settings", WriteSettings(batch_size=10))
+    seen_while_collecting = []
+
+    class Watcher(Numbers):
+        def collect(self) -> Iterator[dict[str, Any]]:
+            for index, point in enumerate(super().collect()):
+                if index == 25:
+                    seen_while_collecting.append(influx.count("numbers", database))
+                yield point
+
+    Watcher(30).run()
+
+    assert seen_while_collecting == [20]
+    assert influx.count("numbers", database) == 30
+
+
+def test_dry_run_prints_line_protocol_and_needs_no_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("INFLUXDB_HOSTNAME", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    metric = Numbers(2)
+    metric.dry_run = True
+
+    metric.run()
+
+    assert capsys.readouterr().out == "numbers,n=0 value=0i\nnumbers,n=1 value=1i\n"
+
+
+def test_collector_error_is_raised_after_points_and_health_are_written(
+    influx: InfluxServer, database: str
+) -> None:
+    with pytest.raises(CollectorError, match="upstream went away"):
+        Numbers(3, then_raise=CollectorError("upstream went away")).run()
+
+    assert influx.count("numbers", database) == 3
+    (run,) = health(influx, database)
+    assert run["ok"] is False
+    assert run["error"] == "upstream went away"
+    assert run["points_written"] == 3
+
+
+def test_a_crash_in_collect_is_reported_in_the_health_point(
+    influx: InfluxServer, database: str
+) -> None:
+    with pytest.raises(CollectorError, match="KeyError: 'entries'"):
+        Numbers(1, then_raise=KeyError("entries")).run()
+
+    (run,) = health(influx, database)
+    assert run["ok"] is False
+    assert run["error"] == "KeyError: 'entries'"
+
+
+def test_invalid_point_fails_the_run_naming_its_index(influx: InfluxServer, database: str) -> None:
+    class Bad(Numbers):
+        def collect(self) -> Iterator[dict[str, Any]]:
+            yield from super().collect()
+            yield {"measurement": "numbers", "fields": {"value": {"nested": 1}}}
+
+    with pytest.raises(
+        CollectorError, match=r"point 2 \('numbers'\) field 'value' holds a nested"
+    ):
+        Bad(2).run()
+
+    assert influx.count("numbers", database) == 2
+    assert health(influx, database)[0]["ok"] is False
+
+
+def test_missing_credentials_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("INFLUXDB_HOSTNAME", raising=False)
+    monkeypatch.delenv("INFLUXDB_DATABASE", raising=False)
+
+    with pytest.raises(CollectorError, match="no InfluxDB credentials: set INFLUXDB_HOSTNAME and"):
+        Numbers(1).run()
+
+
+def test_credentials_file_from_systemd_is_used_before_the_environment(
+    influx: InfluxServer, database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "influxdb").write_text(
+        json.dumps(
+            {
+                "host": influx.host,
+                "port": influx.port,
+                "username": "",
+                "password": "",
+                "database": database,
+                "ssl": False,
+                "verify_ssl": True,
+            }
+        )
+    )
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("INFLUXDB_DATABASE", "no-such-database")
+
+    Numbers(4).run()
+
+    assert influx.count("numbers", database) == 4
+
+
+def test_spool_is_replayed_once_after_influxd_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        Metric, "write_settings", WriteSettings(batch_size=3, attempts=2, backoff=0.01)
+    )
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        monkeypatch.setenv("INFLUXDB_HOSTNAME", influx.host)
+        monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
+        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        influx.stop()
+
+        with pytest.raises(CollectorError, match="points are spooled and replayed by the next"):
+            Numbers(7).run()
+        # 3 + 3 + 1 points, and the health point of the failed run
+        assert [int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path)] == [3, 3, 1, 1]
+
+        influx.start()
+        Numbers(5, offset=7).run()
+
+        assert spool_files(tmp_path) == []
+        assert influx.count("numbers", database="metrics") == 12
+        failed, replayed = health(influx, "metrics")
+        assert (failed["ok"], failed["points_spooled"], failed["points_written"]) == (False, 7, 0)
+        assert "cannot write to InfluxDB" in failed["error"]
+        assert (replayed["ok"], replayed["points_written"]) == (True, 7 + 1 + 5)
+
+        Numbers(1, offset=12).run()
+
+        assert health(influx, "metrics")[-1]["points_written"] == 1
+        assert influx.count("numbers", database="metrics") == 13
+
+
+def test_full_spool_drops_the_oldest_batches_and_counts_them(
+    influx: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(Metric, "write_settings", WriteSettings(batch_size=10, attempts=1))
+    monkeypatch.setattr(Metric, "spool_max_bytes", 1000)  # room for 3 batches of ~250 bytes
+    monkeypatch.setenv("INFLUXDB_PORT", str(free_port()))  # nothing listens there
+
+    with pytest.raises(CollectorError):
+        Numbers(100).run()
+
+    assert "spool full (1000 bytes): dropped the 10 oldest spooled points" in caplog.text
+    assert sum(p.stat().st_size for p in spool_files(tmp_path)) <= 1000
+
+    monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
+    Numbers(0).run()
+
+    values = {row["value"] for row in influx.query('SELECT * FROM "numbers"', database)}
+    assert 99 in values
+    assert 0 not in values
+    spooled_run, _ = health(influx, database)
+    assert spooled_run["points_dropped"] == 80
+    # Spooling the health point itself dropped 10 more; only the log can say so.
+    assert caplog.text.count("dropped the 10 oldest spooled points") == 9
+    assert len(values) == 10
+
+
+def test_field_type_conflict_is_not_spooled_and_names_measurement_field_and_line(
+    influx: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    Numbers(1).run()
+
+    class Words(Metric):
+        collector_name = "words"
+
+        def collect(self) -> list[dict[str, Any]]:
+            return [
+                {"measurement": "other", "fields": {"value": 1}},
+                {"measurement": "numbers", "tags": {"n": "5"}, "fields": {"value": "five"}},
+            ]
+
+    with pytest.raises(CollectorError) as raised:
+        Words().run()
+
+    message = str(raised.value)
+    assert "InfluxDB refused measurement 'numbers' field 'value' (HTTP 400" in message
+    assert 'first offending line: numbers,n=5 value="five"' in message
+    assert spool_files(tmp_path) == []
+    words_run = [run for run in health(influx, database) if run["collector"] == "words"]
+    assert words_run[0]["ok"] is False
+    assert "field 'value'" in words_run[0]["error"]
+
+
+def test_rejected_credentials_are_spooled_and_never_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with InfluxServer(auth=True) as influx:
+        influx.create_database("metrics")
+        influx.create_user("collector", "right-horse-battery")
+        influx.grant("collector", "metrics", "WRITE")
+        monkeypatch.setenv("INFLUXDB_HOSTNAME", influx.host)
+        monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
+        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        monkeypatch.setenv("INFLUXDB_USERNAME", "collector")
+        monkeypatch.setenv("INFLUXDB_PASSWORD", "wrong-staple-secret")
+
+        with pytest.raises(CollectorError, match=r"InfluxDB rejected the credentials \(HTTP 401"):
+            Numbers(3).run()
+
+        assert len(spool_files(tmp_path)) == 2
+        assert "wrong-staple-secret" not in caplog.text
+
+        monkeypatch.setenv("INFLUXDB_PASSWORD", "right-horse-battery")
+        Numbers(0).run()
+
+        assert spool_files(tmp_path) == []
+        assert influx.count("numbers", "metrics") == 3
+        assert "right-horse-battery" not in caplog.text
+
+
+def test_server_errors_and_429_are_retried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # influxd cannot be made to answer 503 or 429 on demand; a real HTTP server can.
+    monkeypatch.setattr(Metric, "write_settings", WriteSettings(attempts=3, backoff=0.01))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    answers: list[Response] = [
+        (503, '{"error": "busy"}'),
+        (429, '{"error": "slow down"}'),
+        (204, ""),
+    ]
+    with UpstreamServer({"/write": answers}) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        monkeypatch.setenv("INFLUXDB_HOSTNAME", host)
+        monkeypatch.setenv("INFLUXDB_PORT", port)
+        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+
+        Numbers(2).run()
+
+    assert [path.split("?")[0] for path in server.requests] == ["/write"] * 4
+    assert server.bodies[2].startswith(b"numbers,n=0 value=0i ")
+    assert b"collector_run,collector=numbers" in server.bodies[3]
+    assert spool_files(tmp_path) == []
