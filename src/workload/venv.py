@@ -22,26 +22,24 @@ from .settings import Proxy
 PYTHON = "/usr/bin/python3"
 _COMPLETE = ".complete"
 _PIP_TIMEOUT = 1800
+_FIX = "fix requirements.txt in the collectors branch, or check the proxy settings"
 
 
 class VenvError(Exception):
     """pip could not install the requirements; one line for the status."""
 
 
-def venv_id(requirements: Path, python_version: str) -> str:
-    """The folder name for a venv of these requirements on this Python."""
+def wanted_venv(tree: Path, python: str = PYTHON) -> str:
+    """The id (folder name) of the venv for `tree/requirements.txt` on this Python."""
+    requirements = tree / "requirements.txt"
     content = requirements.read_bytes() if requirements.is_file() else b""
-    return hashlib.sha256(python_version.encode() + b"\0" + content).hexdigest()[:16]
-
-
-def python_version(python: str = PYTHON) -> str:
-    """`major.minor.micro` of the interpreter venvs are made with."""
-    return subprocess.run(
+    version = subprocess.run(
         [python, "-c", "import platform; print(platform.python_version())"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
+    return hashlib.sha256(version.encode() + b"\0" + content).hexdigest()[:16]
 
 
 def current_venv(paths: Paths) -> str | None:
@@ -63,12 +61,15 @@ def ensure_venv(
 
     Returns its id. Raises VenvError, with the `venv` symlink untouched, when pip fails.
     """
-    requirements = tree / "requirements.txt"
-    wanted = venv_id(requirements, python_version(python))
+    wanted = wanted_venv(tree, python)
     folder = paths.venvs / wanted
-    if not (folder / _COMPLETE).is_file():
-        _build(paths, folder, requirements, account=account, proxy=proxy, python=python)
     previous = current_venv(paths)
+    if not (folder / _COMPLETE).is_file():
+        try:
+            _build(paths, folder, tree / "requirements.txt", account, proxy, python)
+        except VenvError as error:
+            kept = "kept the previous venv" if previous else "no venv yet, so no collector can run"
+            raise VenvError(f"{error}; {kept}: {_FIX}") from None
     replace_symlink(paths.venv, folder.relative_to(paths.state_dir))
     keep = {wanted} | ({previous} if previous else set())
     for other in paths.venvs.iterdir():
@@ -78,7 +79,7 @@ def ensure_venv(
 
 
 def _build(
-    paths: Paths, folder: Path, requirements: Path, *, account: Account, proxy: Proxy, python: str
+    paths: Paths, folder: Path, requirements: Path, account: Account, proxy: Proxy, python: str
 ) -> None:
     for parent in (paths.venvs, paths.home):
         parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +99,7 @@ def _build(
             shutil.rmtree(folder, ignore_errors=True)
             raise VenvError(
                 f"installing {requirements.name} of the collectors tree failed "
-                f"({_summary(result.stderr or result.stdout)}); kept the previous venv: "
-                "fix requirements.txt in the collectors branch, or check the proxy settings"
+                f"({_summary(result.stderr or result.stdout)})"
             )
     (folder / _COMPLETE).write_text("")
 

@@ -133,10 +133,11 @@ def test_pip_goes_through_the_configured_proxy(tmp_path: Path) -> None:
         "--index-url http://pypi.example.invalid/simple\n"
         "--trusted-host pypi.example.invalid\nsomepackage\n",
     )
-    with UpstreamServer({}) as proxy, pytest.raises(VenvError):
+    with UpstreamServer({}) as proxy, pytest.raises(VenvError) as error:
         ensure_venv(paths, tree, account=AS_ME, proxy=Proxy(http=proxy.url))
 
     assert "http://pypi.example.invalid/simple/somepackage/" in proxy.requests
+    assert "no venv yet, so no collector can run" in str(error.value)
     assert current_venv(paths) is None
 
 
