@@ -27,7 +27,8 @@ SECRET_KEYS = ("host", "port", "username", "password", "database")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CharmConfig:
-    """The options of config.yaml, checked: a bad value raises ValueError saying what to set."""
+    """The options of config.yaml; `workload.Settings.problems()` and
+    `workload.check_influxdb` say what is wrong with their values."""
 
     collectors_repo: str = ""
     collectors_branch: str = "main"
@@ -41,10 +42,6 @@ class CharmConfig:
     no_proxy: str = ""
     influxdb_database: str = "metrics"
     influxdb_secret: ops.Secret | None = None
-
-    def __post_init__(self) -> None:
-        if not self.influxdb_database.strip():
-            raise ValueError("influxdb-database is empty: set the database name, e.g. metrics")
 
 
 class CredentialsProblem(Exception):
@@ -130,7 +127,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
                 f"known collectors: {', '.join(known) or 'none'} (see list-collectors)"
             )
             return
-        dry_run = bool(event.params.get("dry-run", False)) or self._config_dry_run()
+        dry_run = bool(event.params.get("dry-run", False)) or self.load_config(CharmConfig).dry_run
         result = workload.run_collector(name, dry_run=dry_run)
         event.set_results(
             {
@@ -143,7 +140,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             event.fail(f"collector {name} exited with status {result.exit_status}: see log-tail")
 
     def _on_pull_action(self, event: ops.ActionEvent) -> None:
-        if not self.config.get("collectors-repo"):
+        if not self.load_config(CharmConfig).collectors_repo:
             event.fail(
                 "collectors-repo is empty, so the tree bundled in the charm runs and there is "
                 "nothing to pull: set collectors-repo to follow a branch"
@@ -167,12 +164,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
 
     def _reconcile(self, *, departing: ops.Unit | None = None) -> None:
         """Converge the unit to the config, relation and secret; keep what to report."""
-        try:
-            config = self.load_config(CharmConfig)
-        except ValueError as error:
-            # Keep the unit as it is: the last good settings keep running.
-            self._statuses = [ops.BlockedStatus(f"invalid config: {error}")]
-            return
+        config = self.load_config(CharmConfig)
         statuses: list[ops.StatusBase] = []
         try:
             credentials = self._influx_credentials(config, departing=departing)
@@ -314,15 +306,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
 
     # Helpers
 
-    def _config_dry_run(self) -> bool:
-        return bool(self.config.get("dry-run", False))
-
     def _redact(self, text: str, credentials: workload.InfluxCredentials | None = None) -> str:
         """`text` with the InfluxDB password masked: collectors' output is not ours to trust."""
         if credentials is None:
             try:
                 credentials = self._influx_credentials(self.load_config(CharmConfig))
-            except (ValueError, CredentialsProblem):
+            except CredentialsProblem:
                 return text
         if not credentials.password:
             return text

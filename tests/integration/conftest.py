@@ -1,21 +1,18 @@
 """Integration tests need a reachable Juju controller; without one, every test here is skipped.
 
-The check runs once, at collection. Without a controller the test modules are not imported:
-each of their tests is collected as a skipped placeholder showing the reason, so that
-`pytest tests/integration` exits 0 and no pytest-operator fixture tries to connect. Every
-test module in this folder (the charm's and the Mojo bundle's) shares it.
+The check runs once, at collection, and marks every test of this folder skipped with the
+reason, so that no pytest-operator fixture (which would try to connect) is set up and
+`pytest tests/integration` exits 0. Every test module here (the charm's and the Mojo
+bundle's) shares it.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -67,50 +64,12 @@ def _first_line(text: str) -> str:
     return lines[0].strip() if lines else "no error message"
 
 
-class SkippedTest(pytest.Item):
-    """Stands for one test of a module that was not imported because no controller answers."""
-
-    def __init__(self, *, reason: str, line: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.line = line
-        self.add_marker(pytest.mark.skip(reason=reason))
-
-    def runtest(self) -> None:
-        raise AssertionError("a skipped placeholder never runs")
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.line, self.name
-
-
-class SkippedModule(pytest.File):
-    """A test module listed from its `ast`, one skipped item per test, and never imported.
-
-    Importing it would let pytest-asyncio inspect its async tests, which the pinned
-    pytest-asyncio cannot do under the pinned pytest; with no controller there is nothing to
-    run anyway, and each test still shows as skipped with the reason.
-    """
-
-    def __init__(self, *, reason: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.reason = reason
-
-    def collect(self) -> Iterator[pytest.Item]:
-        tree = ast.parse(self.path.read_text(), filename=str(self.path))
-        for node in tree.body:
-            test_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            if (test_function and node.name.startswith("test")) or (
-                isinstance(node, ast.ClassDef) and node.name.startswith("Test")
-            ):
-                yield SkippedTest.from_parent(
-                    self, name=node.name, reason=self.reason, line=node.lineno - 1
-                )
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.File | None:
-    if HERE not in module_path.resolve().parents:
-        return None
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ours = [item for item in items if HERE in item.path.resolve().parents]
+    if not ours:
+        return
     reason = no_controller_reason()
     if reason is None:
-        return None
-    return SkippedModule.from_parent(parent, path=module_path, reason=reason)
+        return
+    for item in ours:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -416,6 +416,17 @@ def test_secret_without_ssl_key_means_plain_http(
     assert fake.credentials.ssl is False
 
 
+@pytest.mark.parametrize(("word", "ssl"), [("True", True), ("false", False), (" FALSE ", False)])
+def test_secret_ssl_is_true_or_false_in_any_case(
+    ctx: testing.Context[Any], fake: FakeWorkload, word: str, ssl: bool
+) -> None:
+    secret = testing.Secret(tracked_content={**SECRET_CONTENT, "ssl": word})
+
+    run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert fake.credentials.ssl is ssl
+
+
 def test_secret_changed_uses_the_new_revision(
     ctx: testing.Context[Any], fake: FakeWorkload
 ) -> None:
@@ -556,21 +567,6 @@ def test_active_status_names_skipped_and_failing_collectors(
     )
 
 
-def test_invalid_config_blocks_and_leaves_the_unit_alone(
-    ctx: testing.Context[Any], fake: FakeWorkload
-) -> None:
-    state = testing.State(
-        relations={influxdb_relation(u0=RELATION_DATA)}, config={"influxdb-database": " "}
-    )
-
-    out = run(ctx, ctx.on.config_changed(), state)
-
-    assert fake.reconciled == []
-    assert out.unit_status == testing.BlockedStatus(
-        "invalid config: influxdb-database is empty: set the database name, e.g. metrics"
-    )
-
-
 def test_an_action_leaves_the_status_as_the_last_hook_set_it(
     ctx: testing.Context[Any], fake: FakeWorkload
 ) -> None:
@@ -614,6 +610,25 @@ def test_list_collectors_shows_every_column(ctx: testing.Context[Any], fake: Fak
     ]
     assert lines[3].startswith("broken ")
     assert lines[3].endswith("RUN_INTERVAL '5 parsecs' is not a systemd time span")
+
+
+def test_list_collectors_before_any_checkout_is_an_empty_table(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.collectors = []
+
+    run(ctx, ctx.on.action("list-collectors"), testing.State())
+
+    assert ctx.action_results is not None
+    assert ctx.action_results["count"] == "0"
+    assert ctx.action_results["collectors"].split() == [
+        "NAME",
+        "INTERVAL",
+        "LAST-RESULT",
+        "LAST-RUN",
+        "NEXT-RUN",
+        "PROBLEM",
+    ]
 
 
 def test_run_collector_returns_exit_status_and_log_tail(
