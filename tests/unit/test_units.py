@@ -11,6 +11,7 @@ from workload.discovery import Collector
 from workload.settings import Proxy
 from workload.timespan import parse_timespan
 from workload.units import (
+    COLLECTOR_DRY_RUN_SERVICE,
     COLLECTOR_SERVICE,
     GENERATED_MARK,
     MAX_NAME_LENGTH,
@@ -83,12 +84,19 @@ def test_one_timer_per_schedulable_collector(tmp_path: Path) -> None:
     units = render_units(COLLECTORS, options(tmp_path))
     schedulable = [c.name for c in COLLECTORS if c.problem is None]
     assert sorted(units) == sorted(
-        [COLLECTOR_SERVICE, PULL_SERVICE, PULL_TIMER, *map(collector_timer, schedulable)]
+        [
+            COLLECTOR_SERVICE,
+            COLLECTOR_DRY_RUN_SERVICE,
+            PULL_SERVICE,
+            PULL_TIMER,
+            *map(collector_timer, schedulable),
+        ]
     )
     assert collector_timer("broken") not in units
     for name, content in units.items():
         template = "metrics-collector@.timer" if name.endswith(".timer") else name
         template = "metrics-pull.timer" if name == PULL_TIMER else template
+        template = COLLECTOR_SERVICE if name == COLLECTOR_DRY_RUN_SERVICE else template
         first_line = content.splitlines()[0]
         assert first_line == f"{GENERATED_MARK} from templates/{template}.j2; do not edit."
         assert is_generated(name, content)
@@ -115,9 +123,10 @@ def test_verify_would_catch_a_missing_interpreter(tmp_path: Path) -> None:
 
 
 @needs_systemd_analyze
-def test_collector_service_security_exposure_at_most_1_5(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [COLLECTOR_SERVICE, COLLECTOR_DRY_RUN_SERVICE])
+def test_collector_service_security_exposure_at_most_1_5(tmp_path: Path, unit: str) -> None:
     units = render_units(COLLECTORS, options(tmp_path))
-    (service,) = write_units({COLLECTOR_SERVICE: units[COLLECTOR_SERVICE]}, tmp_path / "units")
+    (service,) = write_units({unit: units[unit]}, tmp_path / "units")
     result = analyze("security", "--offline=true", str(service))
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
@@ -156,6 +165,23 @@ def test_dry_run_and_proxy(tmp_path: Path) -> None:
     # systemd turns %% into %, \" into " and \\ into \ again.
     assert '"NO_PROXY=a,b %%x\\"\\\\y"' in environment
     assert not any("INFLUX" in line for line in environment)
+
+
+def test_dry_run_twin_differs_only_by_dry_run(tmp_path: Path) -> None:
+    units = render_units([], options(tmp_path))
+    service = units[COLLECTOR_SERVICE].splitlines()
+    twin = units[COLLECTOR_DRY_RUN_SERVICE].splitlines()
+    differences = [(a, b) for a, b in zip(service, twin, strict=True) if a != b]
+    assert differences == [
+        (
+            "Description=Metrics collector %i (ubuntu-community-metrics)",
+            "Description=Metrics collector %i (dry run) (ubuntu-community-metrics)",
+        ),
+        (
+            f"ExecStart={PYTHON} -m metrics.collectors.%i",
+            f"ExecStart={PYTHON} -m metrics.collectors.%i --dry-run",
+        ),
+    ]
 
 
 def test_no_proxy_variables_without_a_proxy(tmp_path: Path) -> None:
@@ -263,6 +289,7 @@ def test_is_generated_recognises_only_our_files() -> None:
     assert is_generated("metrics-collector@abc.timer", mark)
     assert is_generated("metrics-pull.timer", mark)
     assert not is_generated("metrics-collector@abc.timer", "[Timer]\n")
+    assert is_generated("metrics-collector-dry-run@.service", mark)
     assert not is_generated("metrics-collector@abc.service", mark)
     assert not is_generated("other.timer", mark)
     assert not is_generated("metrics-collector@a-b.timer", mark)
