@@ -78,6 +78,7 @@ class FakeWorkload:
             problems=[],
         )
     )
+    calls: list[str] = dataclasses.field(default_factory=list)
     reconciled: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
     checked: list[Any] = dataclasses.field(default_factory=list)
     ran: list[tuple[str, bool]] = dataclasses.field(default_factory=list)
@@ -85,6 +86,7 @@ class FakeWorkload:
     removed: int = 0
 
     def reconcile(self, settings: Any, credentials: Any, **_: Any) -> Any:
+        self.calls.append("reconcile")
         self.reconciled.append((settings, credentials))
         return self.report
 
@@ -100,6 +102,7 @@ class FakeWorkload:
         return self.run_result
 
     def sync(self, **_: Any) -> Any:
+        self.calls.append("sync")
         self.synced += 1
         return self.sync_result
 
@@ -182,6 +185,26 @@ def test_every_lifecycle_event_reconciles_once_with_relation_credentials(
     )
     assert fake.checked == [fake.credentials]
     assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+
+
+def test_upgrade_takes_the_new_charms_tree_then_reconciles(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+
+    out = run(ctx, ctx.on.upgrade_charm(), state)
+
+    assert fake.calls == ["sync", "reconcile"]
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+
+
+@pytest.mark.parametrize("event_name", ["install", "start", "config_changed", "update_status"])
+def test_other_lifecycle_events_never_fetch(
+    ctx: testing.Context[Any], fake: FakeWorkload, event_name: str
+) -> None:
+    run(ctx, getattr(ctx.on, event_name)(), testing.State())
+
+    assert fake.calls == ["reconcile"]
 
 
 def test_settings_follow_the_config_and_run_the_bundled_tree_from_the_charm(
