@@ -1,0 +1,89 @@
+"""The command lines, run as the charm and operators run them: in a new process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from metrics.testing import InfluxServer, UpstreamServer, free_port
+
+COLLECTORS = Path(__file__).resolve().parents[1]
+RECORDED = Path(__file__).parent / "recorded"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=COLLECTORS,
+        env={"PATH": os.environ["PATH"], **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_list_shows_every_bundled_collector_without_problems() -> None:
+    listed = run("metrics", "list")
+    as_json = run("metrics", "list", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "autopkgtest_queues       5m",
+        "launchpad_upload_queues  15m",
+        "sponsoring_queue         30m",
+    ]
+    assert json.loads(as_json.stdout) == [
+        {"name": "autopkgtest_queues", "interval": "5m", "problem": None},
+        {"name": "launchpad_upload_queues", "interval": "15m", "problem": None},
+        {"name": "sponsoring_queue", "interval": "30m", "problem": None},
+    ]
+
+
+def test_run_dry_run_prints_points_and_needs_no_credentials() -> None:
+    body = (RECORDED / "autopkgtest_queues.json").read_text()
+    with UpstreamServer({"/queues.json": (200, body)}) as upstream:
+        result = run(
+            "metrics",
+            "run",
+            "autopkgtest_queues",
+            "--dry-run",
+            env={"AUTOPKGTEST_URL": upstream.url},
+        )
+
+    assert result.returncode == 0, result.stderr
+    assert "autopkgtest_queue_size,arch=s390x,queue=ubuntu,release=noble count=1i" in result.stdout
+    assert len(result.stdout.splitlines()) == 5
+
+
+def test_run_unknown_collector_says_which_exist() -> None:
+    result = run("metrics", "run", "nope")
+
+    assert result.returncode == 2
+    assert "no collector 'nope'" in result.stderr
+    assert "autopkgtest_queues" in result.stderr
+
+
+def test_collector_main_exits_1_and_reports_unreachable_upstream(tmp_path: Path) -> None:
+    upstream = f"http://127.0.0.1:{free_port()}"
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        result = run(
+            "metrics.collectors.autopkgtest_queues",
+            env={
+                "AUTOPKGTEST_URL": upstream,
+                "INFLUXDB_HOSTNAME": influx.host,
+                "INFLUXDB_PORT": str(influx.port),
+                "INFLUXDB_DATABASE": "metrics",
+                "STATE_DIRECTORY": str(tmp_path),
+            },
+        )
+        (health,) = influx.query('SELECT * FROM "collector_run"', "metrics")
+
+    assert result.returncode == 1
+    assert f"collector failed: cannot fetch {upstream}/queues.json" in result.stderr
+    assert health["ok"] is False
+    assert health["collector"] == "autopkgtest_queues"
