@@ -5,12 +5,34 @@ The charm calls `reconcile`, `sync`, `check_influxdb`, `list_collectors`, `run_c
 """
 
 from .credentials import InfluxCredentials
+from .discovery import Collector
 from .influx import check_influxdb
+from .service import (
+    CollectorStatus,
+    Report,
+    RunResult,
+    SyncResult,
+    list_collectors,
+    reconcile,
+    remove,
+    run_collector,
+    sync,
+)
 from .settings import Proxy, Settings
 
 __all__ = [
+    "Collector",
+    "CollectorStatus",
     "InfluxCredentials",
     "Proxy",
+    "Report",
+    "RunResult",
     "Settings",
+    "SyncResult",
     "check_influxdb",
+    "list_collectors",
+    "reconcile",
+    "remove",
+    "run_collector",
+    "sync",
 ]

@@ -86,8 +86,11 @@ def _build(
         account.own(parent)
     shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted
     env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", **proxy.environment()}
-    steps = [[python, "-m", "venv", str(folder)]]
-    if requirements.is_file():
+    text = requirements.read_text() if requirements.is_file() else ""
+    wanted = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    # Nothing to install: no pip in the venv either (ensurepip takes seconds).
+    steps = [[python, "-m", "venv", *([] if wanted else ["--without-pip"]), str(folder)]]
+    if wanted:
         steps.append(
             [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet",
              "--requirement", str(requirements)]

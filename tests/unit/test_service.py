@@ -1,0 +1,529 @@
+"""reconcile, sync, list, run and remove on a temporary root: real files, real git, real pip,
+and a recording `systemctl` that answers `show` as systemd would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from workload import (
+    InfluxCredentials,
+    Settings,
+    list_collectors,
+    reconcile,
+    remove,
+    run_collector,
+    sync,
+)
+from workload.account import Account
+from workload.paths import Paths
+from workload.systemd import Systemctl
+
+AS_ME = Account(None)
+CREDENTIALS = InfluxCredentials("127.0.0.1", 8086, "metrics", "pw-9d2e", "metrics")
+
+
+def collector(interval: str = "5m") -> str:
+    return (
+        f'RUN_INTERVAL = "{interval}"\n\n\n'
+        "def run_metric(dry_run=False, verbose=False):\n    pass\n"
+    )
+
+
+def write_tree(folder: Path, collectors: dict[str, str]) -> Path:
+    """A collectors tree (the folder holding metrics/) with these collectors' __init__.py."""
+    for name, text in {
+        "metrics/__init__.py": "",
+        "metrics/collectors/__init__.py": "",
+        **{f"metrics/collectors/{n}/__init__.py": t for n, t in collectors.items()},
+    }.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder
+
+
+class Recorder(Systemctl):
+    """systemctl and journalctl as shell scripts that log their arguments; `show` prints what
+    the test put in `answers` (blocks of properties, as `systemctl show` does)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = folder / "calls"
+        self.show_answer = folder / "show"
+        self.show_answer.write_text("")
+        for program in ("systemctl", "journalctl"):
+            script = folder / program
+            script.write_text(
+                "#!/bin/sh\n"
+                f'printf "{program} %s\\n" "$*" >> {self.log}\n'
+                f'if [ "$1" = show ]; then cat {self.show_answer}; fi\n'
+                f'if [ "{program}" = journalctl ]; then echo "collector said hello"; fi\n'
+            )
+            script.chmod(0o755)
+        super().__init__(str(folder / "systemctl"), str(folder / "journalctl"))
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def changes(self) -> list[str]:
+        """Calls that change something (everything but show and journalctl)."""
+        return [c for c in self.calls() if not c.startswith(("systemctl show", "journalctl"))]
+
+    def forget(self) -> None:
+        self.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def systemctl(tmp_path: Path) -> Recorder:
+    return Recorder(tmp_path / "bin")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def bundled(tmp_path: Path) -> Path:
+    return write_tree(
+        tmp_path / "charm" / "collectors",
+        {"queue_size": collector("15m"), "bugs": collector("1h"), "broken": "x = (\n"},
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root with its inode and modification time."""
+    found = {}
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            info = os.lstat(os.path.join(folder, name))
+            found[os.path.join(folder, name)] = (info.st_ino, info.st_mtime_ns)
+    return found
+
+
+def test_a_fresh_unit_runs_the_bundled_tree(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    report = reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+    paths = Paths(root)
+
+    assert report.problems == []
+    assert report.scheduled == ["bugs", "queue_size"]
+    assert [c.name for c in report.skipped] == ["broken"]
+    assert (report.commit or "").startswith("bundled-")
+    assert report.failing == []
+    assert stat.S_IMODE(paths.credentials.stat().st_mode) == 0o600
+    assert json.loads(paths.settings.read_text())["bundled_tree"] == str(bundled)
+    assert (paths.current / "metrics" / "collectors" / "queue_size").is_dir()
+    assert (paths.venv / "bin" / "python3").exists()
+    units = sorted(p.name for p in paths.unit_dir.iterdir())
+    assert units == [
+        "metrics-collector-dry-run@.service",
+        "metrics-collector@.service",
+        "metrics-collector@bugs.timer",
+        "metrics-collector@queue_size.timer",
+    ]
+    service = (paths.unit_dir / "metrics-collector@.service").read_text()
+    assert f"WorkingDirectory={paths.current}" in service
+    assert systemctl.changes() == [
+        "systemctl daemon-reload",
+        "systemctl enable --now metrics-collector@bugs.timer metrics-collector@queue_size.timer",
+    ]
+
+
+def test_reconciling_again_with_nothing_changed_writes_nothing_and_changes_nothing(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    settings = Settings(bundled_tree=bundled)
+    first = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    before = snapshot(root)
+    systemctl.forget()
+
+    again = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert again == first
+    assert snapshot(root) == before
+    assert systemctl.changes() == []
+
+
+def test_no_credentials_remove_the_file_and_rotated_ones_replace_it(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    settings = Settings(bundled_tree=bundled)
+    paths = Paths(root)
+    reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    reconcile(settings, None, root=root, systemctl=systemctl, account=AS_ME)
+    assert not paths.credentials.exists()
+
+    rotated = InfluxCredentials("127.0.0.1", 8086, "metrics", "rotated-7", "metrics")
+    reconcile(settings, rotated, root=root, systemctl=systemctl, account=AS_ME)
+    assert json.loads(paths.credentials.read_text())["password"] == "rotated-7"
+
+
+def test_bad_settings_are_reported_and_change_nothing(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    report = reconcile(
+        Settings(bundled_tree=bundled, pull_interval="1 fortnight", path="../up"),
+        CREDENTIALS,
+        root=root,
+        systemctl=systemctl,
+        account=AS_ME,
+    )
+
+    assert report.commit is None
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith("config pull-interval='1 fortnight' is not a systemd")
+    assert not root.exists()
+    assert systemctl.calls() == []
+
+
+def test_a_changed_bundled_tree_is_picked_up_by_the_next_hook(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    settings = Settings(bundled_tree=bundled)
+    first = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    shutil.rmtree(bundled / "metrics" / "collectors" / "bugs")
+    write_tree(bundled, {"reviews": collector("30m")})
+    systemctl.forget()
+
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert report.commit != first.commit
+    assert report.scheduled == ["queue_size", "reviews"]
+    assert "systemctl disable --now metrics-collector@bugs.timer" in systemctl.changes()
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+class Remote:
+    """A bare repository (the remote) and a working clone whose tree is `collectors/`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.url = str(folder / "remote.git")
+        self.work = folder / "work"
+        git("init", "--quiet", "--bare", "--initial-branch=main", self.url)
+        git("init", "--quiet", "--initial-branch=main", str(self.work))
+
+    def push(self, collectors: dict[str, str], *, drop: tuple[str, ...] = ()) -> str:
+        for name in drop:
+            git(
+                "-C",
+                str(self.work),
+                "rm",
+                "-r",
+                "--quiet",
+                f"collectors/metrics/collectors/{name}",
+            )
+        write_tree(self.work / "collectors", collectors)
+        git("-C", str(self.work), "add", "--all")
+        git("-C", str(self.work), "commit", "--quiet", "--allow-empty", "-m", "change")
+        git("-C", str(self.work), "push", "--quiet", self.url, "HEAD:main")
+        return git("-C", str(self.work), "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    return Remote(tmp_path / "git")
+
+
+def test_a_branch_is_checked_out_by_the_hook_and_followed_by_sync(
+    root: Path, remote: Remote, systemctl: Recorder
+) -> None:
+    first = remote.push({"queue_size": collector(), "bugs": collector()})
+    settings = Settings(repo=remote.url)
+
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    second = remote.push({"reviews": collector("1h")}, drop=("bugs",))
+    again = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    pulled = sync(root=root, systemctl=systemctl, account=AS_ME)
+
+    assert report.commit == first
+    assert report.problems == []
+    assert {"metrics-pull.service", "metrics-pull.timer"} <= set(os.listdir(Paths(root).unit_dir))
+    assert again.commit == first  # hooks never fetch: pulling is the timer's job
+    assert pulled.old_commit == first
+    assert pulled.new_commit == second
+    assert pulled.added == ["reviews"]
+    assert pulled.removed == ["bugs"]
+    assert pulled.problems == []
+    record = json.loads(Paths(root).sync_result.read_text())
+    assert record["commit"] == second
+    assert record["last_pull"]
+
+
+def test_a_failed_pull_keeps_the_commit_and_the_status_says_so_until_a_pull_works(
+    root: Path, remote: Remote, systemctl: Recorder, tmp_path: Path
+) -> None:
+    live = remote.push({"queue_size": collector()})
+    settings = Settings(repo=remote.url)
+    reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    shutil.move(remote.url, tmp_path / "away.git")
+
+    pulled = sync(root=root, systemctl=systemctl, account=AS_ME)
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert pulled.new_commit == live
+    assert len(pulled.problems) == 1
+    assert pulled.problems[0].startswith(f"cannot fetch {remote.url} (")
+    assert pulled.problems[0].endswith(f"(keeping {live[:12]})")
+    assert report.problems == pulled.problems
+    assert report.scheduled == ["queue_size"]
+
+    shutil.move(tmp_path / "away.git", remote.url)
+    assert sync(root=root, systemctl=systemctl, account=AS_ME).problems == []
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    assert report.problems == []
+
+
+def test_a_first_checkout_that_fails_is_named_and_the_pull_timer_keeps_trying(
+    root: Path, systemctl: Recorder, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "nothing-here.git")
+
+    report = reconcile(
+        Settings(repo=missing), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+
+    assert report.commit is None
+    assert report.scheduled == []
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith(f"first checkout failed: cannot fetch {missing} (")
+    assert (Paths(root).unit_dir / "metrics-pull.timer").is_file()
+
+
+def test_a_changed_branch_is_checked_out_by_the_hook_without_waiting_for_the_timer(
+    root: Path, remote: Remote, systemctl: Recorder
+) -> None:
+    remote.push({"queue_size": collector()})
+    git("-C", str(remote.work), "checkout", "--quiet", "-b", "staging")
+    staging = remote.push({"staging_only": collector()})
+    git("-C", str(remote.work), "push", "--quiet", remote.url, "HEAD:staging")
+    reconcile(
+        Settings(repo=remote.url), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+
+    report = reconcile(
+        Settings(repo=remote.url, branch="staging"),
+        CREDENTIALS,
+        root=root,
+        systemctl=systemctl,
+        account=AS_ME,
+    )
+
+    assert report.commit == staging
+    assert report.scheduled == ["queue_size", "staging_only"]
+
+
+def test_switching_back_to_the_bundled_tree_removes_the_pull_timer_and_the_git_cache(
+    root: Path, remote: Remote, bundled: Path, systemctl: Recorder
+) -> None:
+    remote.push({"queue_size": collector()})
+    reconcile(
+        Settings(repo=remote.url, bundled_tree=bundled),
+        CREDENTIALS,
+        root=root,
+        systemctl=systemctl,
+        account=AS_ME,
+    )
+    systemctl.forget()
+
+    report = reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+
+    paths = Paths(root)
+    assert (report.commit or "").startswith("bundled-")
+    assert not (paths.unit_dir / "metrics-pull.timer").exists()
+    assert list(paths.git_cache.iterdir()) == []
+    assert "systemctl disable --now metrics-pull.timer" in systemctl.changes()
+
+
+SHOW_AFTER_RUNS = """\
+Id=metrics-collector@bugs.timer
+ActiveState=active
+LastTriggerUSec=@1795000000
+NextElapseUSecRealtime=@1795003600
+NextElapseUSecMonotonic=0
+
+Id=metrics-collector@bugs.service
+ActiveState=inactive
+Result=exit-code
+ExecMainStatus=1
+ExecMainStartTimestamp=@1795000000
+
+Id=metrics-collector@queue_size.timer
+ActiveState=active
+LastTriggerUSec=@1795000100
+NextElapseUSecRealtime=@1795001000
+NextElapseUSecMonotonic=0
+
+Id=metrics-collector@queue_size.service
+ActiveState=inactive
+Result=success
+ExecMainStatus=0
+ExecMainStartTimestamp=@1795000100
+"""
+
+
+def test_failing_collectors_are_read_from_systemd(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    systemctl.show_answer.write_text(SHOW_AFTER_RUNS)
+
+    report = reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+
+    assert report.failing == ["bugs"]
+    assert (
+        "systemctl show --timestamp=unix --property=Id,ActiveState,Result,ExecMainStatus,"
+        "ExecMainStartTimestamp,LastTriggerUSec,NextElapseUSecRealtime,NextElapseUSecMonotonic "
+        "metrics-collector@bugs.timer metrics-collector@bugs.service "
+        "metrics-collector@queue_size.timer metrics-collector@queue_size.service"
+    ) in systemctl.calls()
+
+
+def test_list_collectors_shows_every_collector_with_its_last_and_next_run(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+    systemctl.show_answer.write_text(SHOW_AFTER_RUNS)
+
+    statuses = {s.name: s for s in list_collectors(root=root, systemctl=systemctl)}
+
+    assert sorted(statuses) == ["broken", "bugs", "queue_size"]
+    bugs = statuses["bugs"]
+    assert (bugs.interval, bugs.problem) == ("1h", None)
+    assert bugs.last_result == "exit-code (status 1)"
+    assert bugs.last_run == "2026-11-18 11:06:40 UTC"
+    assert bugs.next_run == "2026-11-18 12:06:40 UTC"
+    assert statuses["queue_size"].last_result == "success"
+    broken = statuses["broken"]
+    assert broken.problem is not None
+    assert "syntax error" in broken.problem
+    assert (broken.last_result, broken.last_run, broken.next_run) == (None, None, None)
+
+
+def test_list_collectors_before_any_checkout_is_empty(root: Path, systemctl: Recorder) -> None:
+    assert list_collectors(root=root, systemctl=systemctl) == []
+
+
+def test_run_collector_starts_its_unit_or_its_dry_run_twin_and_returns_the_log(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+    systemctl.show_answer.write_text("Result=exit-code\nExecMainStatus=3\nInvocationID=abc123\n")
+    systemctl.forget()
+
+    result = run_collector("bugs", dry_run=False, root=root, systemctl=systemctl)
+    dry = run_collector("bugs", dry_run=True, root=root, systemctl=systemctl)
+
+    assert result.exit_status == 3
+    assert result.log_tail.strip() == "collector said hello"
+    assert dry.exit_status == 3
+    assert systemctl.changes() == [
+        "systemctl start metrics-collector@bugs.service",
+        "systemctl start metrics-collector-dry-run@bugs.service",
+    ]
+    assert "journalctl _SYSTEMD_INVOCATION_ID=abc123 -n 30 -o cat --no-pager" in (
+        systemctl.calls()
+    )
+
+
+def test_run_collector_names_the_known_collectors_or_why_one_cannot_run(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+    systemctl.forget()
+
+    with pytest.raises(ValueError, match="no collector named 'nope': known collectors: bugs, "):
+        run_collector("nope", root=root, systemctl=systemctl)
+    with pytest.raises(ValueError, match=r"collector 'broken' cannot run: .*syntax error"):
+        run_collector("broken", root=root, systemctl=systemctl)
+    assert systemctl.calls() == []
+
+
+def test_a_failing_requirements_install_is_reported_and_retried_by_the_pull_not_each_hook(
+    root: Path, remote: Remote, systemctl: Recorder, tmp_path: Path
+) -> None:
+    wheels = tmp_path / "empty-wheel-folder"
+    wheels.mkdir()
+    remote.push({"queue_size": collector()})
+    (remote.work / "collectors" / "requirements.txt").write_text(
+        f"--no-index\n--find-links {wheels}\nno-such-package-7f3a9c\n"
+    )
+    remote.push({})
+    settings = Settings(repo=remote.url)
+
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    venvs_after_failure = snapshot(Paths(root).venvs)
+    again = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith("installing requirements.txt of the collectors tree")
+    assert "no venv yet, so no collector can run" in report.problems[0]
+    assert again.problems == report.problems
+    assert snapshot(Paths(root).venvs) == venvs_after_failure  # pip was not run again
+    assert report.scheduled == ["queue_size"]  # the timers are still installed
+
+    (remote.work / "collectors" / "requirements.txt").write_text("")
+    remote.push({})
+    assert sync(root=root, systemctl=systemctl, account=AS_ME).problems == []
+    assert (Paths(root).venv / "bin" / "python3").exists()
+
+
+def test_sync_before_the_charm_configured_the_unit_says_so(
+    root: Path, systemctl: Recorder
+) -> None:
+    result = sync(root=root, systemctl=systemctl, account=AS_ME)
+
+    assert result.new_commit is None
+    assert result.problems == [
+        f"{Paths(root).settings} is missing: the charm has not configured this unit yet"
+    ]
+
+
+def test_remove_disables_and_deletes_everything_the_charm_wrote(
+    root: Path, remote: Remote, systemctl: Recorder
+) -> None:
+    remote.push({"queue_size": collector()})
+    reconcile(
+        Settings(repo=remote.url), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+    systemctl.forget()
+    paths = Paths(root)
+    (paths.unit_dir / "someone-else.service").write_text("[Service]\n")
+
+    remove(root=root, systemctl=systemctl)
+
+    assert systemctl.changes() == [
+        "systemctl disable --now metrics-collector@queue_size.timer metrics-pull.timer",
+        "systemctl daemon-reload",
+    ]
+    assert os.listdir(paths.unit_dir) == ["someone-else.service"]
+    assert not paths.config_dir.exists()
+    assert not paths.state_dir.exists()
