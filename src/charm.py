@@ -126,15 +126,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
 
     def _on_run_collector_action(self, event: ops.ActionEvent) -> None:
         name = str(event.params["name"])
-        known = [c.name for c in workload.list_collectors() if c.problem is None]
-        if name not in known:
-            event.fail(
-                f"no schedulable collector named {name!r}: "
-                f"known collectors: {', '.join(known) or 'none'} (see list-collectors)"
-            )
-            return
         dry_run = bool(event.params.get("dry-run", False)) or self.load_config(CharmConfig).dry_run
-        result = workload.run_collector(name, dry_run=dry_run)
+        try:
+            result = workload.run_collector(name, dry_run=dry_run)
+        except ValueError as error:  # not a schedulable collector: the message names those
+            event.fail(f"{error} (see list-collectors)")
+            return
         event.set_results(
             {
                 "exit-status": str(result.exit_status),
