@@ -65,6 +65,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.on.install,
             self.on.start,
             self.on.config_changed,
+            self.on.upgrade_charm,
             self.on.update_status,
             self.on.secret_changed,
             self.on[RELATION].relation_joined,
@@ -73,7 +74,6 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.on[RELATION].relation_broken,
         ):
             observe(event, self._on_reconcile_event)
-        observe(self.on.upgrade_charm, self._on_upgrade_charm)
         observe(self.on.remove, self._on_remove)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
         observe(self.on.list_collectors_action, self._on_list_collectors_action)
@@ -85,12 +85,6 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
     def _on_reconcile_event(self, event: ops.EventBase) -> None:
         departing = event.departing_unit if isinstance(event, ops.RelationDepartedEvent) else None
         self._reconcile(departing=departing)
-
-    def _on_upgrade_charm(self, _: ops.UpgradeCharmEvent) -> None:
-        # Reconcile only checks out when the source changes, and the bundled tree keeps its
-        # path across upgrades: sync takes the new charm's tree (or the branch's head) first.
-        workload.sync()
-        self._reconcile()
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         workload.remove()

@@ -190,19 +190,10 @@ def test_every_lifecycle_event_reconciles_once_with_relation_credentials(
     assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
 
 
-def test_upgrade_takes_the_new_charms_tree_then_reconciles(
-    ctx: testing.Context[Any], fake: FakeWorkload
-) -> None:
-    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
-
-    out = run(ctx, ctx.on.upgrade_charm(), state)
-
-    assert fake.calls == ["sync", "reconcile"]
-    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
-
-
-@pytest.mark.parametrize("event_name", ["install", "start", "config_changed", "update_status"])
-def test_other_lifecycle_events_never_fetch(
+@pytest.mark.parametrize(
+    "event_name", ["install", "start", "config_changed", "upgrade_charm", "update_status"]
+)
+def test_lifecycle_events_never_fetch(
     ctx: testing.Context[Any], fake: FakeWorkload, event_name: str
 ) -> None:
     run(ctx, getattr(ctx.on, event_name)(), testing.State())
