@@ -46,6 +46,8 @@ PACKAGES = (
 )
 _serial = itertools.count(1)
 CACHE_DIR = Path(os.environ.get("UCM_MACHINE_CACHE", "/var/cache/ubuntu-community-metrics"))
+# The containers' writes live in memory; a unit with a venv and a few checkouts uses ~200 MB.
+TMPFS_SIZE = "2g"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # A PATH that is valid inside the container whatever the host's is.
 CONTAINER_ENV = {
@@ -222,8 +224,20 @@ class Container:
         self.name = f"ucm-{os.getpid()}-{next(_serial)}"
 
     def prepare_root(self) -> None:
-        """A private writable view of the image: an overlay (instant), else a full copy."""
-        upper, work = self.workdir / "upper", self.workdir / "work"
+        """A private writable view of the image: an overlay (instant), else a full copy.
+
+        The overlay's upper layer is on a tmpfs: the container's writes (venvs, checkouts,
+        journal) stay in memory and vanish with one unmount, where deleting them from a disk
+        mounted with `discard` takes seconds.
+        """
+        layer = self.workdir / "layer"
+        layer.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(layer)],
+            capture_output=True,
+            check=False,
+        )
+        upper, work = layer / "upper", layer / "work"
         for folder in (self.root, upper, work):
             folder.mkdir()
         options = f"lowerdir={self.image},upperdir={upper},workdir={work}"
@@ -462,7 +476,8 @@ def _unescape(field: str) -> str:
 
 
 def _unmount_below(path: Path) -> None:
-    for point in sorted(mounts_below(path), key=len, reverse=True):
+    # Newest first: the overlay before the tmpfs that holds its upper layer.
+    for point in reversed(mounts_below(path)):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
     left = mounts_below(path)
     if left:
