@@ -6,8 +6,10 @@ import itertools
 import json
 import logging
 import os
+import queue
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -153,18 +155,40 @@ class InfluxWriter:
             batch.delete()
 
     def write(self, points: Iterable[Any]) -> None:
-        """Encode and send `points`; on an exception from `points`, send what came before it."""
+        """Encode and send `points`; on an exception from `points`, send what came before it.
+
+        A sender thread posts one batch while this thread encodes the next (the request
+        releases the GIL), so the collector and InfluxDB work at the same time. The queue
+        between them holds at most two batches, which bounds memory.
+        """
         encoder = LineEncoder()
+        batches: queue.Queue[list[str] | None] = queue.Queue(maxsize=2)
+        failures: list[BaseException] = []
+
+        def send_batches() -> None:
+            while (lines := batches.get()) is not None:
+                if not failures:
+                    try:
+                        self._send(lines)
+                    except BaseException as error:  # re-raised by the encoding thread
+                        failures.append(error)
+
+        sender = threading.Thread(target=send_batches, name="influx-sender")
+        sender.start()
         lines: list[str] = []
         try:
             for index, point in enumerate(points):
                 lines.append(encoder.encode(point, index, self.run_time))
                 if len(lines) >= self.settings.batch_size:
-                    self._send(lines)
+                    batches.put(lines)
                     lines = []
         finally:
             if lines:
-                self._send(lines)
+                batches.put(lines)
+            batches.put(None)
+            sender.join()
+        if failures:
+            raise failures[0]
 
     def _send(self, lines: list[str]) -> None:
         body = ("\n".join(lines) + "\n").encode()
