@@ -93,16 +93,18 @@ def reconcile(
 ) -> Report:
     """Converge the unit on `settings` and `credentials`.
 
-    Writes or removes the credentials file, saves the settings for the pull timer, checks out
+    Writes or removes the credentials file (even when a setting is wrong: then it only reports
+    the problem and changes nothing else), saves the settings for the pull timer, checks out
     the tree when there is none or its source changed (otherwise it never fetches: pulling is
     the timer's job), builds the venv, renders and applies the units.
     """
     paths = Paths(root)
-    problems = settings.problems()
-    if problems:
-        return Report(commit=_live_commit(paths), problems=problems)
     with _locked(paths):
+        # Credentials first, whatever else is wrong: a broken relation must not leave them.
         write_credentials(paths.credentials, credentials)
+        problems = settings.problems()
+        if problems:
+            return Report(commit=_live_commit(paths), problems=problems)
         save_settings(settings, paths.settings)
         outcome = _converge(paths, settings, fetch=False, systemctl=systemctl, account=account)
     return outcome.report

@@ -61,17 +61,17 @@ class Settings:
     def problems(self) -> list[str]:
         """One line per option that cannot work, naming the option and what to do."""
         problems = []
-        for option, value in (
-            ("pull-interval", self.pull_interval),
-            ("collector-timeout", self.collector_timeout),
+        for option, value, example in (
+            ("pull-interval", self.pull_interval, "1h"),
+            ("collector-timeout", self.collector_timeout, "10m"),
         ):
             try:
                 if parse_timespan(value) <= 0:
-                    problems.append(f"config {option} must be longer than 0: set e.g. 1h")
+                    problems.append(f"config {option} must be longer than 0: set e.g. {example}")
             except ValueError as error:
                 problems.append(
                     f"config {option}={value!r} is not a systemd time span ({error}): "
-                    "set e.g. 10m or 1h"
+                    f"set e.g. {example}"
                 )
         if self.repo:
             if not self.branch.strip() and not self.revision.strip():

@@ -170,21 +170,23 @@ def test_no_credentials_remove_the_file_and_rotated_ones_replace_it(
     assert json.loads(paths.credentials.read_text())["password"] == "rotated-7"
 
 
-def test_bad_settings_are_reported_and_change_nothing(
+def test_bad_settings_are_reported_and_change_nothing_but_the_credentials(
     root: Path, bundled: Path, systemctl: Recorder
 ) -> None:
-    report = reconcile(
-        Settings(bundled_tree=bundled, pull_interval="1 fortnight", path="../up"),
-        CREDENTIALS,
-        root=root,
-        systemctl=systemctl,
-        account=AS_ME,
-    )
+    good = Settings(bundled_tree=bundled)
+    reconcile(good, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    saved = Paths(root).settings.read_text()
+    systemctl.forget()
+    bad = Settings(bundled_tree=bundled, pull_interval="1 fortnight", collector_timeout="0")
 
-    assert report.commit is None
-    assert len(report.problems) == 1
+    report = reconcile(bad, None, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert (report.commit or "").startswith("bundled-")
+    assert len(report.problems) == 2
     assert report.problems[0].startswith("config pull-interval='1 fortnight' is not a systemd")
-    assert not root.exists()
+    assert report.problems[1] == "config collector-timeout must be longer than 0: set e.g. 10m"
+    assert not Paths(root).credentials.exists()  # the relation went away: so do they
+    assert Paths(root).settings.read_text() == saved
     assert systemctl.calls() == []
 
 
@@ -527,3 +529,47 @@ def test_remove_disables_and_deletes_everything_the_charm_wrote(
     assert os.listdir(paths.unit_dir) == ["someone-else.service"]
     assert not paths.config_dir.exists()
     assert not paths.state_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (
+            Settings(repo="https://git.example/c.git", path="../elsewhere"),
+            "config collectors-path='../elsewhere' must be a folder inside the repository "
+            "(relative, no ..): set e.g. collectors",
+        ),
+        (
+            Settings(repo="https://git.example/c.git", path="/srv/collectors"),
+            "config collectors-path='/srv/collectors' must be a folder inside the repository "
+            "(relative, no ..): set e.g. collectors",
+        ),
+        (
+            Settings(repo="https://git.example/c.git", branch=" "),
+            "config collectors-branch is empty: set it, e.g. to main",
+        ),
+        (Settings(pull_interval="0"), "config pull-interval must be longer than 0: set e.g. 1h"),
+    ],
+)
+def test_settings_that_cannot_work_name_the_option_and_the_fix(
+    settings: Settings, problem: str
+) -> None:
+    assert settings.problems() == [problem]
+
+
+def test_saved_settings_read_back_equal(tmp_path: Path) -> None:
+    from workload.settings import Proxy, load_settings, save_settings
+
+    settings = Settings(
+        repo="https://git.example/c.git",
+        revision="v2",
+        dry_run=True,
+        proxy=Proxy(http="http://squid:3128", no_proxy="localhost"),
+        bundled_tree=tmp_path / "charm" / "collectors",
+    )
+    path = tmp_path / "settings.json"
+
+    assert save_settings(settings, path)
+    assert not save_settings(settings, path)
+    assert load_settings(path) == settings
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
