@@ -1,24 +1,31 @@
 """The charm's side of every hook and action, with Juju simulated by ops.testing.
 
-The workload (what touches the machine) is replaced by `FakeWorkload`, which records what the
-charm asks of it and answers with chosen reports; the workload's own tests cover the machine.
-Every test also checks that the InfluxDB password shows in no status, log or action output.
+Most tests replace the workload (what touches the machine) by `FakeWorkload`, which records
+what the charm asks of it and answers with chosen reports. The last ones run the real workload
+in a temporary root against a real influxd, with systemctl recorded. Every test also checks
+that the InfluxDB password shows in no status, log or action output.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from metrics.testing import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
 from ops import testing
 
 import charm
 import workload
+from workload.account import Account
 from workload.discovery import Collector
+from workload.systemd import Systemctl
 
 PASSWORD = "hunter2-Very-Secret"
 APP = "ubuntu-community-metrics"
@@ -146,8 +153,12 @@ def ctx(caplog: pytest.LogCaptureFixture) -> Iterator[testing.Context[Any]]:
     caplog.set_level(logging.DEBUG)
     context = testing.Context(charm.UbuntuCommunityMetricsCharm)
     yield context
-    # Whatever the test did: the password never reached a log or an action's output.
     assert PASSWORD not in caplog.text
+    assert_no_password_in_logs(context)
+
+
+def assert_no_password_in_logs(context: testing.Context[Any]) -> None:
+    """Whatever the test did: the password never reached a log or an action's output."""
     for line in context.juju_log:
         assert PASSWORD not in line.message
     assert PASSWORD not in repr(context.action_results)
@@ -753,3 +764,224 @@ def test_pull_without_a_repository_fails_saying_what_to_set(
         "nothing to pull: set collectors-repo to follow a branch"
     )
     assert fake.synced == 0
+
+
+# The charm over the real workload: files in a temporary root, a real influxd, and systemctl
+# as a script that records its calls (the machine tests drive a real systemd).
+
+
+def write_collectors_tree(folder: Path) -> None:
+    for name, text in {
+        "metrics/__init__.py": "",
+        "metrics/collectors/__init__.py": "",
+        "metrics/collectors/bugs/__init__.py": (
+            'RUN_INTERVAL = "15m"\n\n\ndef run_metric(dry_run=False, verbose=False):\n    pass\n'
+        ),
+        "metrics/collectors/broken/__init__.py": 'RUN_INTERVAL = "5 parsecs"\n',
+    }.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@dataclasses.dataclass
+class RealUnit:
+    root: Path
+    charm_root: Path
+    systemctl_log: Path
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.root / "etc/ubuntu-community-metrics/influxdb.json"
+
+    def systemctl_calls(self) -> list[str]:
+        if not self.systemctl_log.exists():
+            return []
+        return [c for c in self.systemctl_log.read_text().splitlines() if " show " not in c]
+
+
+@pytest.fixture
+def unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RealUnit:
+    real = RealUnit(tmp_path / "root", tmp_path / "charm", tmp_path / "systemctl.log")
+    write_collectors_tree(real.charm_root / "collectors")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("systemctl", "journalctl"):
+        script = bin_dir / program
+        script.write_text(f'#!/bin/sh\nprintf "{program} %s\\n" "$*" >> {real.systemctl_log}\n')
+        script.chmod(0o755)
+    systemctl = Systemctl(str(bin_dir / "systemctl"), str(bin_dir / "journalctl"))
+    as_me = Account(None)  # git and pip as the test's user, not the system user
+    for name, function in (
+        ("reconcile", functools.partial(workload.reconcile, account=as_me)),
+        ("sync", functools.partial(workload.sync, account=as_me)),
+        ("list_collectors", workload.list_collectors),
+        ("run_collector", workload.run_collector),
+        ("remove", workload.remove),
+    ):
+        bound = functools.partial(function, root=real.root, systemctl=systemctl)
+        monkeypatch.setattr(charm.workload, name, bound)
+    for variable in ("JUJU_CHARM_HTTP_PROXY", "JUJU_CHARM_HTTPS_PROXY", "JUJU_CHARM_NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    return real
+
+
+@pytest.fixture(scope="module")
+def influxd() -> Iterator[InfluxServer]:
+    with InfluxServer(auth=True) as server:
+        server.create_database("metrics")
+        server.create_user("collector", PASSWORD)
+        server.grant("collector", "metrics", "ALL")
+        yield server
+
+
+@pytest.fixture
+def real_ctx(unit: RealUnit, caplog: pytest.LogCaptureFixture) -> Iterator[testing.Context[Any]]:
+    caplog.set_level(logging.DEBUG)
+    context = testing.Context(charm.UbuntuCommunityMetricsCharm, charm_root=unit.charm_root)
+    yield context
+    assert PASSWORD not in caplog.text
+    assert_no_password_in_logs(context)
+
+
+def relation_to(influxd: InfluxServer, **overrides: str) -> testing.Relation:
+    data = {
+        "hostname": influxd.host,
+        "port": str(influxd.port),
+        "user": "collector",
+        "password": PASSWORD,
+        **overrides,
+    }
+    return influxdb_relation(u0=data)
+
+
+def test_real_unit_related_to_influxdb_schedules_the_bundled_collectors(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+
+    out = run(real_ctx, real_ctx.on.install(), testing.State(relations={relation_to(influxd)}))
+
+    assert out.unit_status == testing.ActiveStatus(
+        "1 collector scheduled; skipped: broken (see list-collectors)"
+    )
+    assert stat.S_IMODE(unit.credentials_file.stat().st_mode) == 0o600
+    assert json.loads(unit.credentials_file.read_text())["password"] == PASSWORD
+    settings = (unit.root / "etc/ubuntu-community-metrics/settings.json").read_text()
+    assert PASSWORD not in settings
+    assert (unit.root / "etc/systemd/system/metrics-collector@bugs.timer").is_file()
+    assert "systemctl enable --now metrics-collector@bugs.timer" in unit.systemctl_calls()
+
+
+def test_real_unit_reconciled_again_changes_nothing(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    state = testing.State(relations={relation_to(influxd)})
+    run(real_ctx, real_ctx.on.install(), state)
+    unit.systemctl_log.unlink()
+
+    run(real_ctx, real_ctx.on.update_status(), state)
+
+    assert unit.systemctl_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"password": "not-the-password"},
+            "InfluxDB at 127.0.0.1:{port} rejected user 'collector' ",
+        ),
+        ({"user": "nobody"}, "InfluxDB at 127.0.0.1:{port} rejected user 'nobody' "),
+    ],
+    ids=["wrong-password", "unknown-user"],
+)
+def test_real_unit_says_which_credential_influxdb_rejects(
+    unit: RealUnit,
+    influxd: InfluxServer,
+    real_ctx: testing.Context[Any],
+    overrides: dict[str, str],
+    expected: str,
+) -> None:
+
+    out = run(
+        real_ctx,
+        real_ctx.on.install(),
+        testing.State(relations={relation_to(influxd, **overrides)}),
+    )
+
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(expected.format(port=influxd.port))
+    assert out.unit_status.message.endswith("check the username and password")
+    assert "not-the-password" not in out.unit_status.message
+
+
+def test_real_unit_names_a_missing_database(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    # As an admin: InfluxDB answers anyone else "not authorized" for a database it lacks.
+    admin = relation_to(influxd, user=ADMIN_USER, password=ADMIN_PASSWORD)
+    state = testing.State(relations={admin}, config={"influxdb-database": "nonexistent"})
+
+    out = run(real_ctx, real_ctx.on.install(), state)
+
+    assert out.unit_status == testing.BlockedStatus(
+        f"database 'nonexistent' does not exist on InfluxDB at 127.0.0.1:{influxd.port}: "
+        'create it (CREATE DATABASE "nonexistent") or set influxdb-database'
+    )
+
+
+def test_real_unit_with_unreachable_influxdb_says_so(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    closed_port = str(free_port())
+
+    out = run(
+        real_ctx,
+        real_ctx.on.install(),
+        testing.State(relations={relation_to(influxd, port=closed_port)}),
+    )
+
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(
+        f"InfluxDB at 127.0.0.1:{closed_port} is unreachable"
+    )
+
+
+def test_real_unit_relation_broken_deletes_the_credentials_file(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    relation = relation_to(influxd)
+    run(real_ctx, real_ctx.on.install(), testing.State(relations={relation}))
+    assert unit.credentials_file.exists()
+
+    out = run(real_ctx, real_ctx.on.relation_broken(relation), testing.State(relations={relation}))
+
+    assert not unit.credentials_file.exists()
+    assert out.unit_status == testing.BlockedStatus(NO_CREDENTIALS)
+
+
+def test_real_unit_list_collectors_names_the_skipped_ones_problem(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    state = testing.State(relations={relation_to(influxd)})
+    run(real_ctx, real_ctx.on.install(), state)
+
+    run(real_ctx, real_ctx.on.action("list-collectors"), state)
+
+    assert real_ctx.action_results is not None
+    lines = real_ctx.action_results["collectors"].splitlines()
+    assert [line.split()[0] for line in lines] == ["NAME", "broken", "bugs"]
+    assert "5 parsecs" in lines[1]
+
+
+def test_real_unit_remove_deletes_every_unit_and_file(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    state = testing.State(relations={relation_to(influxd)})
+    run(real_ctx, real_ctx.on.install(), state)
+
+    run(real_ctx, real_ctx.on.remove(), state)
+
+    assert not unit.credentials_file.exists()
+    assert not (unit.root / "var/lib/ubuntu-community-metrics").exists()
+    assert list((unit.root / "etc/systemd/system").iterdir()) == []
