@@ -162,6 +162,16 @@ def test_credentials_file_from_systemd_is_used_before_the_environment(
     assert influx.count("numbers", database) == 4
 
 
+def test_unreadable_credentials_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "influxdb").write_text('{"host": "db", "port": 8086, "ssl": "maybe"}')
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+
+    with pytest.raises(CollectorError, match=r"influxdb: not a JSON object with host, port"):
+        Numbers(1).run()
+
+
 def test_spool_is_replayed_once_after_influxd_comes_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,10 +50,10 @@ def load_credentials(environ: dict[str, str] | None = None) -> Credentials:
                 username=str(data.get("username", "")),
                 password=str(data.get("password", "")),
                 database=str(data["database"]),
-                ssl=bool(data.get("ssl", False)),
-                verify_ssl=bool(data.get("verify_ssl", True)),
+                ssl=_flag(data.get("ssl", False)),
+                verify_ssl=_flag(data.get("verify_ssl", True)),
             )
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise CollectorError(
                 f"{path}: not a JSON object with host, port, username, password and database "
                 f"({type(error).__name__}: {error}); check the charm's influxdb settings"
@@ -79,6 +79,14 @@ def load_credentials(environ: dict[str, str] | None = None) -> Credentials:
         password=environ.get("INFLUXDB_PASSWORD", ""),
         database=environ["INFLUXDB_DATABASE"],
     )
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"{value!r} is not true or false")
 
 
 @dataclass
