@@ -985,3 +985,21 @@ def test_real_unit_remove_deletes_every_unit_and_file(
     assert not unit.credentials_file.exists()
     assert not (unit.root / "var/lib/ubuntu-community-metrics").exists()
     assert list((unit.root / "etc/systemd/system").iterdir()) == []
+
+
+def test_real_unit_with_a_bad_pull_interval_names_the_option_and_keeps_running(
+    unit: RealUnit, influxd: InfluxServer, real_ctx: testing.Context[Any]
+) -> None:
+    relation = relation_to(influxd)
+    run(real_ctx, real_ctx.on.install(), testing.State(relations={relation}))
+    unit.systemctl_log.unlink()
+    state = testing.State(relations={relation}, config={"pull-interval": "1 fortnight"})
+
+    out = run(real_ctx, real_ctx.on.config_changed(), state)
+
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(
+        "config pull-interval='1 fortnight' is not a systemd time span"
+    )
+    assert unit.systemctl_calls() == []
+    assert (unit.root / "etc/systemd/system/metrics-collector@bugs.timer").is_file()
