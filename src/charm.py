@@ -83,6 +83,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
     # Events
 
     def _on_reconcile_event(self, event: ops.EventBase) -> None:
+        if isinstance(event, ops.InstallEvent):
+            # The first checkout and venv take a while: say so until collect-status replaces it.
+            self.unit.status = ops.MaintenanceStatus("checking out the collectors tree")
         departing = event.departing_unit if isinstance(event, ops.RelationDepartedEvent) else None
         self._reconcile(departing=departing)
 
@@ -169,6 +172,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             credentials = None
             statuses.append(problem.status)
         report = workload.reconcile(self._settings(config), credentials)
+        if report.commit:
+            # `juju status` shows it as the unit's version: which tree the collectors run.
+            self.unit.set_workload_version(_short_commit(report.commit))
         if credentials is not None:
             influx_problem = workload.check_influxdb(credentials)
             if influx_problem:
@@ -321,6 +327,13 @@ def _port(text: str) -> int | None:
     if not value.isdecimal() or not 0 < int(value) < 65536:
         return None
     return int(value)
+
+
+def _short_commit(commit: str) -> str:
+    """A git commit id shortened as `git log --oneline` would; other ids (the bundled tree's
+    `bundled-<hash>`) are short already."""
+    is_git_id = len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)
+    return commit[:12] if is_git_id else commit
 
 
 def _show(value: object) -> str:

@@ -199,6 +199,7 @@ def test_every_lifecycle_event_reconciles_once_with_relation_credentials(
     )
     assert fake.checked == [fake.credentials]
     assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+    assert out.workload_version == "0123abc"
 
 
 @pytest.mark.parametrize(
@@ -210,6 +211,33 @@ def test_lifecycle_events_never_fetch(
     run(ctx, getattr(ctx.on, event_name)(), testing.State())
 
     assert fake.calls == ["reconcile"]
+
+
+def test_install_shows_maintenance_while_it_works(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    run(ctx, ctx.on.install(), testing.State(relations={influxdb_relation(u0=RELATION_DATA)}))
+
+    assert ctx.unit_status_history[-1] == testing.MaintenanceStatus(
+        "checking out the collectors tree"
+    )
+
+
+@pytest.mark.parametrize(
+    ("commit", "version"),
+    [
+        ("4f6c2a9e1b7d3c5e8a0f4b6d2c9e7a1f3b5d8c0e", "4f6c2a9e1b7d"),
+        ("bundled-0123456789abcdef", "bundled-0123456789abcdef"),
+    ],
+)
+def test_the_workload_version_is_the_live_commit(
+    ctx: testing.Context[Any], fake: FakeWorkload, commit: str, version: str
+) -> None:
+    fake.report = dataclasses.replace(fake.report, commit=commit)
+
+    out = run(ctx, ctx.on.update_status(), testing.State())
+
+    assert out.workload_version == version
 
 
 def test_settings_follow_the_config_and_run_the_bundled_tree_from_the_charm(
