@@ -11,7 +11,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,18 +115,19 @@ class _Rejected(Exception):
 
 
 class InfluxWriter:
-    """Writes points in batches, replaying the spool first; never holds more than one batch."""
+    """Writes points in batches, replaying the spool first; holds at most four batches."""
 
     def __init__(
         self,
         credentials: Credentials,
         spool: Spool,
         settings: WriteSettings | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings or WriteSettings()
         self.spool = spool
         self.database = credentials.database
+        scheme = "https" if credentials.ssl else "http"
+        self.url = f"{scheme}://{credentials.host}:{credentials.port}"
         self.client = InfluxDBClient(
             host=credentials.host,
             port=credentials.port,
@@ -142,7 +143,6 @@ class InfluxWriter:
         self.run_time = time.time_ns()
         self.result = WriteResult()
         self._down = False  # once a batch could not be written, the rest of the run spools
-        self._sleep = sleep
         self.log = logging.getLogger("metrics.influx")
 
     def replay_spool(self) -> None:
@@ -247,12 +247,12 @@ class InfluxWriter:
                 problem = f"{type(error).__name__}: {error}"
             if attempt >= settings.attempts:
                 self._give_up(
-                    f"cannot write to InfluxDB at {self.client._baseurl} after {attempt} "
+                    f"cannot write to InfluxDB at {self.url} after {attempt} "
                     f"attempts ({problem}); points are spooled and replayed by the next run"
                 )
             delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2**attempt))  # noqa: S311
             self.log.warning("write failed (%s); retrying in %.1f s", problem, delay)
-            self._sleep(delay)
+            time.sleep(delay)
 
     def _give_up(self, message: str) -> None:
         if not self._down:
