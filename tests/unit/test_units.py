@@ -141,7 +141,6 @@ def test_collector_service_runs_the_collector_sandboxed(tmp_path: Path) -> None:
     assert directives(service, "Type") == ["oneshot"]
     assert directives(service, "ExecStart") == [f"{PYTHON} -m metrics.collectors.%i"]
     assert directives(service, "WorkingDirectory") == [str(tmp_path / "current")]
-    assert f"PYTHONPATH={tmp_path / 'current'}" in directives(service, "Environment")
     assert directives(service, "TimeoutStartSec") == ["7min 30s"]
     assert directives(service, "DynamicUser") == ["yes"]
     assert directives(service, "User") == ["mc-%i"]
@@ -187,7 +186,7 @@ def test_dry_run_twin_differs_only_by_dry_run(tmp_path: Path) -> None:
 def test_no_proxy_variables_without_a_proxy(tmp_path: Path) -> None:
     service = render_units([], options(tmp_path))[COLLECTOR_SERVICE]
     names = [line.strip('"').split("=")[0] for line in directives(service, "Environment")]
-    assert names == ["PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"]
+    assert names == ["PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"]
 
 
 @pytest.mark.parametrize(
