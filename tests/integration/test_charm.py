@@ -1,4 +1,5 @@
-"""Deploy the packed charm beside an InfluxDB, relate them, and check that points arrive.
+"""Deploy the packed charm beside an InfluxDB, relate them, and check that points arrive; then
+hand the same credentials over as a Juju user secret instead of the relation.
 
 Runs against the current Juju controller (conftest.py skips every test when there is none). The
 InfluxDB charm must provide the `influxdb-api` interface; choose it with the environment:
@@ -24,6 +25,7 @@ INFLUXDB_CHANNEL = os.environ.get("INFLUXDB_CHANNEL", "stable")
 INFLUXDB_BASE = os.environ.get("INFLUXDB_BASE", "ubuntu@22.04")
 INFLUXDB_ENDPOINT = os.environ.get("INFLUXDB_ENDPOINT", "query")
 DATABASE = "metrics"
+NO_CREDENTIALS = "no InfluxDB credentials: integrate with influxdb or set influxdb-secret"
 TIMEOUT = 20 * 60
 
 
@@ -56,9 +58,7 @@ async def test_deploy_without_influxdb_asks_for_credentials(ops_test: OpsTest) -
     await ops_test.model.deploy(charm, application_name=APP, base="ubuntu@22.04")
     await ops_test.model.wait_for_idle(apps=[APP], status="blocked", timeout=TIMEOUT)
     unit = ops_test.model.applications[APP].units[0]
-    assert unit.workload_status_message == (
-        "no InfluxDB credentials: integrate with influxdb or set influxdb-secret"
-    )
+    assert unit.workload_status_message == NO_CREDENTIALS
 
 
 @pytest.mark.abort_on_fail
@@ -108,11 +108,65 @@ async def test_pull_without_a_repository_says_what_to_set(ops_test: OpsTest) -> 
     assert results["status"] == "failed"
 
 
-async def test_removing_the_relation_blocks_with_the_fix(ops_test: OpsTest) -> None:
+async def influxdb_relation_data(ops_test: OpsTest) -> dict[str, str]:
+    """What the InfluxDB unit published on the relation, as the charm's unit sees it."""
+    unit = f"{APP}/0"
+    code, stdout, stderr = await ops_test.juju("show-unit", unit, "--format", "json")
+    assert code == 0, f"juju show-unit {unit} failed: {stderr}"
+    for relation in json.loads(stdout)[unit].get("relation-info", []):
+        if relation.get("endpoint") == "influxdb":
+            for related in relation.get("related-units", {}).values():
+                return related.get("data", {})
+    raise AssertionError(f"{unit} has no influxdb relation data")
+
+
+async def test_credentials_from_a_user_secret_replace_the_relation(
+    ops_test: OpsTest, tmp_path: Path
+) -> None:
     assert ops_test.model is not None
+    data = await influxdb_relation_data(ops_test)
     await ops_test.model.applications[APP].remove_relation(
         f"{APP}:influxdb", f"{INFLUXDB}:{INFLUXDB_ENDPOINT}"
     )
     await ops_test.model.wait_for_idle(apps=[APP], status="blocked", timeout=TIMEOUT)
-    message = ops_test.model.applications[APP].units[0].workload_status_message
-    assert message == "no InfluxDB credentials: integrate with influxdb or set influxdb-secret"
+    # The content goes through a private file, never a command line.
+    content = tmp_path / "influxdb-credentials.yaml"
+    content.touch(mode=0o600)
+    content.write_text(
+        json.dumps(
+            {
+                "host": data["hostname"],
+                "port": data["port"],
+                "username": data["user"],
+                "password": data["password"],
+                "database": DATABASE,
+                "ssl": "false",
+            }
+        )
+    )
+    code, stdout, stderr = await ops_test.juju(
+        "add-secret", "influxdb-credentials", "--file", str(content)
+    )
+    assert code == 0, f"juju add-secret failed: {stderr}"
+    uri = stdout.strip()
+    await ops_test.model.applications[APP].set_config({"influxdb-secret": uri})
+    unit = ops_test.model.applications[APP].units[0]
+    grant = f"juju grant-secret {uri} {APP}"
+    await ops_test.model.block_until(
+        lambda: unit.workload_status_message.endswith(grant), timeout=TIMEOUT
+    )
+
+    code, _, stderr = await ops_test.juju("grant-secret", "influxdb-credentials", APP)
+    assert code == 0, f"juju grant-secret failed: {stderr}"
+    await ops_test.model.wait_for_idle(apps=[APP], status="active", timeout=TIMEOUT)
+    assert data["password"] not in unit.workload_status_message
+
+
+async def test_without_any_credentials_the_unit_asks_for_them(ops_test: OpsTest) -> None:
+    assert ops_test.model is not None
+    await ops_test.model.applications[APP].reset_config(["influxdb-secret"])
+    unit = ops_test.model.applications[APP].units[0]
+    await ops_test.model.block_until(
+        lambda: unit.workload_status_message == NO_CREDENTIALS, timeout=TIMEOUT
+    )
+    assert unit.workload_status == "blocked"
