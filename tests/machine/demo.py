@@ -83,19 +83,19 @@ def landed_table(influx: InfluxServer) -> str:
         DATABASE,
     )
     measurements = [row["name"] for row in influx.query("SHOW MEASUREMENTS", DATABASE)]
-    lines = [f"{'collector':<28} {'ok':<5} {'written':>7} {'spooled':>7}  error"]
+    lines = [f"{'collector':<28} {'ok':<5} {'written':>7} {'spooled':>7}"]
+    errors = []
     for row in sorted(rows, key=lambda r: r["collector"]):
-        error = (row.get("error") or "").replace("\n", " ")
-        if len(error) > 90:
-            error = error[:87] + "..."
         lines.append(
             f"{row['collector']:<28} {row['ok']!s:<5} {row['points_written']:>7} "
-            f"{row['points_spooled']:>7}  {error}"
+            f"{row['points_spooled']:>7}"
         )
-    lines.append("")
-    lines.append(f"{'measurement':<28} points")
-    for name in measurements:
-        lines.append(f"{name:<28} {influx.count(name, DATABASE)}")
+        if row.get("error"):
+            errors.append(f"  {row['collector']}: {row['error']}")
+    if errors:
+        lines += ["", "errors of the last runs (collector_run.error):", *errors]
+    lines += ["", f"{'measurement':<28} points"]
+    lines += [f"{name:<28} {influx.count(name, DATABASE)}" for name in measurements]
     return "\n".join(lines)
 
 

@@ -323,10 +323,13 @@ class Container:
         state = ""
         while time.monotonic() < deadline:
             remaining = max(1.0, deadline - time.monotonic())
-            result = self.run(
-                ["systemctl", "is-system-running", "--wait"], timeout=remaining, check=False
-            )
-            state = result.stdout.strip()
+            try:
+                result = self.run(
+                    ["systemctl", "is-system-running", "--wait"], timeout=remaining, check=False
+                )
+            except HarnessError:
+                break
+            state = (result.stdout or result.stderr).strip()
             if state in ("running", "degraded"):
                 return
             time.sleep(0.2)
