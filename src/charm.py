@@ -16,6 +16,7 @@ import os
 import ops
 
 import workload
+from workload.systemd import SystemctlError
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,11 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
     # Actions
 
     def _on_list_collectors_action(self, event: ops.ActionEvent) -> None:
-        collectors = workload.list_collectors()
+        try:
+            collectors = workload.list_collectors()
+        except SystemctlError as error:
+            event.fail(f"cannot ask systemd about the collectors: {error}")
+            return
         rows = [("NAME", "INTERVAL", "LAST-RESULT", "LAST-RUN", "NEXT-RUN", "PROBLEM")]
         rows += [
             (
@@ -128,6 +133,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             result = workload.run_collector(name, dry_run=dry_run)
         except ValueError as error:  # not a schedulable collector: the message names those
             event.fail(f"{error} (see list-collectors)")
+            return
+        except SystemctlError as error:
+            event.fail(f"cannot run collector {name}: {error}")
             return
         event.set_results(
             {

@@ -25,7 +25,7 @@ import charm
 import workload
 from workload.account import Account
 from workload.discovery import Collector
-from workload.systemd import Systemctl
+from workload.systemd import Systemctl, SystemctlError
 
 PASSWORD = "hunter2-Very-Secret"
 APP = "ubuntu-community-metrics"
@@ -741,6 +741,34 @@ def test_run_collector_that_cannot_run_fails_with_the_workloads_reason(
         "no collector named 'nope': known collectors: bugs, downloads (see list-collectors)"
     )
     assert fake.ran == []
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "message"),
+    [
+        ("list-collectors", {}, "cannot ask systemd about the collectors: "),
+        ("run-collector", {"name": "bugs"}, "cannot run collector bugs: "),
+    ],
+)
+def test_a_systemd_failure_fails_the_action_with_the_command(
+    ctx: testing.Context[Any],
+    fake: FakeWorkload,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+    params: dict[str, str],
+    message: str,
+) -> None:
+    error = SystemctlError("systemctl start metrics-collector@bugs.service failed (exit status 1)")
+
+    def fail(*_: Any, **__: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(charm.workload, action.replace("-", "_"), fail)
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        ctx.run(ctx.on.action(action, params=params), testing.State())
+
+    assert failure.value.message == message + str(error)
 
 
 def test_pull_returns_commits_and_collector_changes_and_refreshes_the_status(
