@@ -130,9 +130,9 @@ def measure(way: str, count: int, influx: InfluxServer, attempt: str) -> dict[st
 
 
 def encoder_ratio(batch: list[dict[str, Any]]) -> tuple[float, float]:
-    """Points/s of LineEncoder and its speed over make_lines; the best of three rounds each."""
+    """Points/s of LineEncoder and its speed over make_lines; the best of five rounds each."""
     theirs, ours = [], []
-    for _ in range(3):
+    for _ in range(5):
         started = time.perf_counter()
         make_lines({"points": batch})
         theirs.append(time.perf_counter() - started)
@@ -153,6 +153,8 @@ def main() -> None:
         print(json.dumps(child(way, int(count), int(port), database)))
         return
 
+    # Other work on the machine skews every figure; say how busy it was.
+    print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     counts = [{**point, "fields": {"count": point["fields"]["count"]}} for point in points(50_000)]
     for shape, batch in (
         ("bench points (int + float field)", list(points(50_000))),
@@ -185,6 +187,7 @@ def main() -> None:
             )
             if count >= 1_000_000:
                 print(f"  a peak RSS {results['a']['rss_mb']:.1f} MB (target < 80 MB)")
+    print("load average at end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
