@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .account import Account
 from .discovery import Collector, discover_collectors
-from .files import replace_symlink
+from .files import make_dirs, replace_symlink
 from .paths import Paths
 from .settings import Settings
 
@@ -77,7 +77,7 @@ def prepare_bundled(paths: Paths, bundled_tree: Path) -> Checkout:
     checkout_id = "bundled-" + _tree_hash(bundled_tree)[:16]
     destination = paths.checkouts / checkout_id
     if not destination.is_dir():
-        paths.checkouts.mkdir(parents=True, exist_ok=True)
+        make_dirs(paths.checkouts)
         building = paths.checkouts / f".tmp-{checkout_id}-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
         shutil.copytree(
@@ -171,7 +171,7 @@ def _cache_name(repo: str) -> str:
 
 def _cache_for(paths: Paths, repo: str, account: Account) -> Path:
     for folder in (paths.state_dir, paths.git_cache, paths.checkouts, paths.home):
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder)
     for folder in (paths.git_cache, paths.checkouts, paths.home):
         account.own(folder)
     return paths.git_cache / _cache_name(repo)
@@ -186,6 +186,7 @@ class _Git:
         self.account = account
         self.repo = settings.repo
         self.branch = settings.branch
+        self.revision = settings.revision
         self.env = {
             "GIT_TERMINAL_PROMPT": "0",  # a private repository fails instead of hanging
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
@@ -216,9 +217,10 @@ class _Git:
                 f"branch {self.branch!r} not found in {display_url(self.repo)}: "
                 "check collectors-branch"
             )
+        what = f"revision {self.revision!r}" if self.revision else f"branch {self.branch!r}"
         raise CheckoutError(
-            f"cannot fetch {display_url(self.repo)} ({_last(error)}): check collectors-repo, "
-            "the network and the proxy settings"
+            f"cannot fetch {what} of {display_url(self.repo)} ({_last(error)}): check "
+            "collectors-repo, the network and the proxy settings"
         )
 
     def try_fetch(self, refspecs: list[str]) -> bool:

@@ -18,7 +18,7 @@ def write_if_changed(path: Path, content: bytes, *, mode: int) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -34,6 +34,18 @@ def write_if_changed(path: Path, content: bytes, *, mode: int) -> bool:
         tmp.unlink(missing_ok=True)
         raise
     return True
+
+
+def make_dirs(folder: Path) -> None:
+    """Create `folder` and its missing parents as 0755 whatever the umask: the collectors'
+    DynamicUser must be able to reach the trees and venvs below them."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        created.chmod(0o755)  # only folders, never a secret
 
 
 def replace_symlink(link: Path, target: Path) -> bool:

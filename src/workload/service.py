@@ -32,7 +32,7 @@ from .checkout import (
 )
 from .credentials import InfluxCredentials, write_credentials
 from .discovery import Collector, discover_collectors
-from .files import write_if_changed
+from .files import make_dirs, write_if_changed
 from .paths import Paths
 from .settings import Settings, load_settings, save_settings
 from .units import UnitOptions, render_units
@@ -285,7 +285,7 @@ def _check_out(
     paths: Paths, settings: Settings, account: Account
 ) -> tuple[Checkout, list[Collector]]:
     """Build the wanted tree beside the live one, validate it, then make it live."""
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(paths.state_dir)
     if settings.repo:
         account.ensure()
         checkout = prepare_git(paths, settings, account)
@@ -359,7 +359,7 @@ def _write_record(paths: Paths, record: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _locked(paths: Paths) -> Iterator[None]:
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(paths.state_dir)
     with paths.lock.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from .account import Account
-from .files import replace_symlink
+from .files import make_dirs, replace_symlink
 from .paths import Paths
 from .settings import Proxy
 
@@ -82,7 +82,7 @@ def _build(
     paths: Paths, folder: Path, requirements: Path, account: Account, proxy: Proxy, python: str
 ) -> None:
     for parent in (paths.venvs, paths.home):
-        parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(parent)
         account.own(parent)
     shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted
     env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", **proxy.environment()}

@@ -191,7 +191,7 @@ def test_an_unreachable_remote_names_the_repository_and_keeps_the_current_tree(
     with pytest.raises(CheckoutError) as error:
         pull(paths, settings)
 
-    assert str(error.value).startswith(f"cannot fetch {remote.url} (")
+    assert str(error.value).startswith(f"cannot fetch branch 'main' of {remote.url} (")
     assert "check collectors-repo, the network and the proxy settings" in str(error.value)
     assert current_checkout(paths).id == live  # type: ignore[union-attr]
 

@@ -284,7 +284,7 @@ def test_a_failed_pull_keeps_the_commit_and_the_status_says_so_until_a_pull_work
 
     assert pulled.new_commit == live
     assert len(pulled.problems) == 1
-    assert pulled.problems[0].startswith(f"cannot fetch {remote.url} (")
+    assert pulled.problems[0].startswith(f"cannot fetch branch 'main' of {remote.url} (")
     assert pulled.problems[0].endswith(f"(keeping {live[:12]})")
     assert report.problems == pulled.problems
     assert report.scheduled == ["queue_size"]
@@ -307,7 +307,9 @@ def test_a_first_checkout_that_fails_is_named_and_the_pull_timer_keeps_trying(
     assert report.commit is None
     assert report.scheduled == []
     assert len(report.problems) == 1
-    assert report.problems[0].startswith(f"first checkout failed: cannot fetch {missing} (")
+    assert report.problems[0].startswith(
+        f"first checkout failed: cannot fetch branch 'main' of {missing} ("
+    )
     assert (Paths(root).unit_dir / "metrics-pull.timer").is_file()
 
 
@@ -573,3 +575,27 @@ def test_saved_settings_read_back_equal(tmp_path: Path) -> None:
     assert not save_settings(settings, path)
     assert load_settings(path) == settings
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_the_tree_and_venv_stay_reachable_by_the_collectors_under_a_strict_umask(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    old = os.umask(0o077)
+    try:
+        reconcile(
+            Settings(bundled_tree=bundled),
+            CREDENTIALS,
+            root=root,
+            systemctl=systemctl,
+            account=AS_ME,
+        )
+    finally:
+        os.umask(old)
+
+    paths = Paths(root)
+    init = paths.current / "metrics" / "collectors" / "bugs" / "__init__.py"
+    for folder in (root / "var", root / "var" / "lib", paths.state_dir, paths.checkouts):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert init.stat().st_mode & 0o004
+    assert (paths.venv / "pyvenv.cfg").stat().st_mode & 0o004
+    assert stat.S_IMODE(paths.credentials.stat().st_mode) == 0o600
