@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,12 @@ COLLECTORS = Path(__file__).resolve().parents[1]
 RECORDED = Path(__file__).parent / "recorded"
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = COLLECTORS
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args],
-        cwd=COLLECTORS,
+        cwd=cwd,
         env={"PATH": os.environ["PATH"], **(env or {})},
         capture_output=True,
         text=True,
@@ -41,6 +44,25 @@ def test_list_shows_every_bundled_collector_without_problems() -> None:
         {"name": "launchpad_upload_queues", "interval": "15m", "problem": None},
         {"name": "sponsoring_queue", "interval": "30m", "problem": None},
     ]
+
+
+def test_list_reports_a_broken_collector_and_run_refuses_it(tmp_path: Path) -> None:
+    tree = tmp_path / "collectors"
+    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
+    broken = tree / "metrics" / "collectors" / "broken"
+    broken.mkdir()
+    (broken / "__init__.py").write_text('RUN_INTERVAL = "5 parsecs"\nfrom .x import run_metric\n')
+
+    listed = run("metrics", "list", cwd=tree)
+    refused = run("metrics", "run", "broken", cwd=tree)
+
+    assert listed.returncode == 1
+    assert (
+        "broken                   5 parsecs   metrics/collectors/broken/__init__.py line 1: "
+        "RUN_INTERVAL: invalid systemd time span '5 parsecs'"
+    ) in listed.stdout
+    assert refused.returncode == 2
+    assert "collector 'broken' cannot run: metrics/collectors/broken/__init__.py" in refused.stderr
 
 
 def test_run_dry_run_prints_points_and_needs_no_credentials() -> None:
