@@ -147,10 +147,11 @@ def activate(paths: Paths, checkout: Checkout) -> Checkout | None:
     Returns the previous live tree (None on the first checkout).
     """
     previous = current_checkout(paths)
-    replace_symlink(paths.current, checkout.tree.relative_to(paths.state_dir))
+    changed = replace_symlink(paths.current, checkout.tree.relative_to(paths.state_dir))
+    # Unchanged: the folder kept for rollback is older than `previous`, which is this one.
     keep = {checkout.id} | ({previous.id} if previous else set())
     for folder in paths.checkouts.iterdir():
-        if folder.name not in keep:
+        if folder.name not in keep and (changed or folder.name.startswith(".tmp-")):
             _remove(folder)
     return previous
 

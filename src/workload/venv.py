@@ -70,11 +70,11 @@ def ensure_venv(
         except VenvError as error:
             kept = "kept the previous venv" if previous else "no venv yet, so no collector can run"
             raise VenvError(f"{error}; {kept}: {_FIX}") from None
-    replace_symlink(paths.venv, folder.relative_to(paths.state_dir))
-    keep = {wanted} | ({previous} if previous else set())
-    for other in paths.venvs.iterdir():
-        if other.name not in keep:
-            shutil.rmtree(other)
+    if replace_symlink(paths.venv, folder.relative_to(paths.state_dir)):
+        keep = {wanted} | ({previous} if previous else set())
+        for other in paths.venvs.iterdir():
+            if other.name not in keep:
+                shutil.rmtree(other)
     return wanted
 
 

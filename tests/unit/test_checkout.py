@@ -132,6 +132,7 @@ def test_a_new_commit_gets_a_new_folder_and_the_previous_one_is_kept_for_rollbac
     remote.push()
 
     assert pull(paths, settings) == third
+    assert pull(paths, settings) == third  # nothing new: the rollback copy stays
 
     assert sorted(p.name for p in paths.checkouts.iterdir()) == sorted([second, third])
     assert first not in os.listdir(paths.checkouts)

@@ -103,6 +103,7 @@ def test_changed_requirements_build_a_new_venv_beside_the_old_and_prune_older_on
     for requirements in ("", "tinypkg==1.0", "tinypkg==2.0"):
         tree_with(tree, f"--no-index\n--find-links {wheels}\n{requirements}\n")
         ids.append(ensure_venv(paths, tree, account=AS_ME, proxy=NO_PROXY))
+    assert ensure_venv(paths, tree, account=AS_ME, proxy=NO_PROXY) == ids[2]  # unchanged
 
     assert len(set(ids)) == 3
     assert sorted(p.name for p in paths.venvs.iterdir()) == sorted(ids[1:])
