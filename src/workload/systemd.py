@@ -289,11 +289,17 @@ def run_collector_now(
     systemctl = systemctl or Systemctl()
     unit = collector_dry_run_service(name) if dry_run else collector_service(name)
     # A oneshot service's start job ends when the run ends; a failed run fails the call.
-    systemctl.run("start", unit, check=False)
+    started = systemctl.run("start", unit, check=False)
     properties = systemctl.run(
         "show", "--property=Result,ExecMainStatus,InvocationID", unit
     ).stdout
     shown = dict(line.split("=", 1) for line in properties.splitlines() if "=" in line)
+    if started.returncode != 0 and shown.get("Result") == "success":
+        # The run never started (no such unit, a refused job): nothing of it to report.
+        raise SystemctlError(
+            f"systemctl start {unit} failed (exit status {started.returncode}):"
+            f" {started.stderr.strip()}"
+        )
     invocation = shown.get("InvocationID", "")
     if invocation:
         log = systemctl.journal(

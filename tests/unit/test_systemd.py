@@ -302,6 +302,14 @@ def test_run_collector_now_dry_run_uses_the_dry_run_service(shim: Shim) -> None:
     ]
 
 
+def test_run_collector_now_when_the_run_never_started(shim: Shim) -> None:
+    shim.fail("start", 5, "Failed to start metrics-collector@nope.service: Unit not found.")
+    shim.answer("show", "Result=success\nExecMainStatus=0\nInvocationID=\n")
+    with pytest.raises(SystemctlError, match="Unit not found"):
+        run_collector_now("nope", systemctl=Systemctl())
+    assert not [call for call in shim.calls() if call.startswith("journalctl")]
+
+
 def test_journal_tail(shim: Shim) -> None:
     shim.answer("journal", "line 1\nline 2\n")
     assert journal_tail("metrics-collector@a.service", 2) == "line 1\nline 2\n"
