@@ -27,6 +27,7 @@ from .settings import Settings
 
 _IGNORED = {"__pycache__", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis", ".venv"}
 _GIT_TIMEOUT = 600
+_REMOTE = "collectors"
 
 
 class CheckoutError(Exception):
@@ -192,6 +193,11 @@ class _Git:
             "GIT_TERMINAL_PROMPT": "0",  # a private repository fails instead of hanging
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
             "GIT_CONFIG_NOSYSTEM": "1",
+            # The URL may carry a token: give it to git in its environment (readable by that
+            # user only), never on the command line, which every local user can read.
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"remote.{_REMOTE}.url",
+            "GIT_CONFIG_VALUE_0": settings.repo,
             **settings.proxy.environment(),
         }
 
@@ -206,10 +212,11 @@ class _Git:
             code, error = self.run("init", "--quiet", "--bare", str(self.cache))
             if code != 0:
                 raise CheckoutError(f"cannot create the git cache {self.cache}: {_last(error)}")
+            self.cache.chmod(0o700)  # nobody else needs it
         flags = ["--prune"] if prune else []
         code, error = self.run(
             "-C", str(self.cache), "fetch", "--quiet", "--force", "--no-tags", *flags,
-            "--", self.repo, *refspecs,
+            _REMOTE, *refspecs,
         )  # fmt: skip
         if code == 0:
             return
@@ -225,7 +232,7 @@ class _Git:
         )
 
     def try_fetch(self, refspecs: list[str]) -> bool:
-        code, _ = self.run("-C", str(self.cache), "fetch", "--quiet", "--", self.repo, *refspecs)
+        code, _ = self.run("-C", str(self.cache), "fetch", "--quiet", _REMOTE, *refspecs)
         return code == 0
 
     def resolve(self, ref: str) -> str | None:

@@ -1,6 +1,7 @@
 """What the charm's configuration asks of the workload, and its copy on disk for `workload sync`.
 
-Settings hold no secret, so they are saved world-readable in `settings.json`.
+Settings hold no InfluxDB secret; `settings.json` is root-only all the same, as the repository
+URL may carry an access token.
 """
 
 from __future__ import annotations
@@ -109,9 +110,12 @@ class Settings:
 
 
 def save_settings(settings: Settings, path: Path) -> bool:
-    """Write `settings.json` (0644) when it changed; True when it was written."""
+    """Write `settings.json` when it changed; True when it was written.
+
+    Root-only (0600): no InfluxDB secret is in it, but `collectors-repo` may carry a token.
+    """
     text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
-    return write_if_changed(path, text.encode(), mode=0o644)
+    return write_if_changed(path, text.encode(), mode=0o600)
 
 
 def load_settings(path: Path) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -382,3 +383,25 @@ def test_git_runs_as_the_unprivileged_system_user_and_the_tree_stays_readable(
     assert init.stat().st_uid == user.pw_uid
     assert init.stat().st_mode & 0o004  # readable by the collectors' DynamicUser
     assert (paths.checkouts / commit).stat().st_mode & 0o005 == 0o005
+
+
+def test_the_repository_url_is_never_on_git_command_lines(
+    remote: Remote, paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every local user can read a command line (ps): a token in the URL must not be there.
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real_git = shutil.which("git")
+    (shim / "git").write_text(f'#!/bin/sh\necho "$@" >> {shim}/argv\nexec {real_git} "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+
+    commit = pull(paths, Settings(repo=remote.url))
+
+    argv = (shim / "argv").read_text()
+    assert " fetch " in argv
+    assert remote.url not in argv
+    assert commit in os.listdir(paths.checkouts)
+    cache = next(paths.git_cache.iterdir())
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert remote.url not in (cache / "config").read_text()

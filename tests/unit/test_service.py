@@ -574,7 +574,7 @@ def test_saved_settings_read_back_equal(tmp_path: Path) -> None:
     assert save_settings(settings, path)
     assert not save_settings(settings, path)
     assert load_settings(path) == settings
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the repository URL may hold a token
 
 
 def test_the_tree_and_venv_stay_reachable_by_the_collectors_under_a_strict_umask(
