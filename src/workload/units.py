@@ -107,7 +107,8 @@ def timer_schedule(interval_usec: int) -> TimerSchedule:
 
     The first run comes after at most 5 minutes; each run is delayed by a random amount up to
     a tenth of the interval (at most 5 minutes), and systemd may shift it by up to a tenth of
-    the interval (at most 1 second) to coalesce wake-ups. A 15s collector runs every 15-16.5 s.
+    the interval (at most 1 second) to coalesce wake-ups. A 15s collector starts 15 to 17.5 s
+    after its previous run ended.
     """
     return TimerSchedule(
         interval=format_timespan(interval_usec),
