@@ -168,12 +168,13 @@ def remove(*, root: Path = ROOT, systemctl: systemd.Systemctl | None = None) -> 
     points not yet written) stay; docs/operating.md says how to remove them.
     """
     paths = Paths(root)
-    systemd.apply_units({}, paths.unit_dir, systemctl=_systemctl(systemctl))
-    for path in (paths.credentials, paths.settings):
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        paths.config_dir.rmdir()  # only when nothing else is in it
-    shutil.rmtree(paths.state_dir, ignore_errors=True)
+    with _locked(paths):  # a pull in progress finishes first, then loses its timer
+        systemd.apply_units({}, paths.unit_dir, systemctl=_systemctl(systemctl))
+        for path in (paths.credentials, paths.settings):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            paths.config_dir.rmdir()  # only when nothing else is in it
+        shutil.rmtree(paths.state_dir, ignore_errors=True)
 
 
 def list_collectors(

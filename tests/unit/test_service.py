@@ -3,11 +3,13 @@ and a recording `systemctl` that answers `show` as systemd would."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import stat
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from workload import (
 )
 from workload.account import Account
 from workload.paths import Paths
+from workload.settings import Proxy, load_settings, save_settings
 from workload.systemd import Systemctl
 
 AS_ME = Account(None)
@@ -560,8 +563,6 @@ def test_settings_that_cannot_work_name_the_option_and_the_fix(
 
 
 def test_saved_settings_read_back_equal(tmp_path: Path) -> None:
-    from workload.settings import Proxy, load_settings, save_settings
-
     settings = Settings(
         repo="https://git.example/c.git",
         revision="v2",
@@ -599,3 +600,28 @@ def test_the_tree_and_venv_stay_reachable_by_the_collectors_under_a_strict_umask
     assert init.stat().st_mode & 0o004
     assert (paths.venv / "pyvenv.cfg").stat().st_mode & 0o004
     assert stat.S_IMODE(paths.credentials.stat().st_mode) == 0o600
+
+
+def test_a_hook_waits_for_a_pull_in_progress(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    settings = Settings(bundled_tree=bundled)
+    reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    shutil.rmtree(bundled / "metrics" / "collectors" / "bugs")
+    reports = []
+    with Paths(root).lock.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what a running `workload sync` holds
+        hook = threading.Thread(
+            target=lambda: reports.append(
+                reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+            )
+        )
+        hook.start()
+        hook.join(timeout=1)
+        assert hook.is_alive()
+        assert (Paths(root).unit_dir / "metrics-collector@bugs.timer").exists()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    hook.join(timeout=60)
+
+    assert reports[0].scheduled == ["queue_size"]
+    assert not (Paths(root).unit_dir / "metrics-collector@bugs.timer").exists()
