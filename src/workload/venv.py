@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,16 +31,41 @@ class VenvError(Exception):
 
 
 def wanted_venv(tree: Path, python: str = PYTHON) -> str:
-    """The id (folder name) of the venv for `tree/requirements.txt` on this Python."""
-    requirements = tree / "requirements.txt"
-    content = requirements.read_bytes() if requirements.is_file() else b""
+    """The id (folder name) of the venv for `tree/requirements.txt` on this Python.
+
+    Files it includes (`-r`, `-c`) count too, so a changed constraints file builds a new venv.
+    """
+    digest = hashlib.sha256()
+    for path in _requirement_files(tree / "requirements.txt"):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     version = subprocess.run(
         [python, "-c", "import platform; print(platform.python_version())"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    return hashlib.sha256(version.encode() + b"\0" + content).hexdigest()[:16]
+    digest.update(version.encode())
+    return digest.hexdigest()[:16]
+
+
+def _requirement_files(first: Path) -> list[Path]:
+    """`first` and the files it includes, transitively, that exist inside its folder."""
+    found: list[Path] = []
+    pending = [first]
+    while pending:
+        path = pending.pop(0)
+        if (
+            path in found
+            or not path.is_file()
+            or not path.resolve().is_relative_to(first.parent.resolve())
+        ):
+            continue
+        found.append(path)
+        for line in path.read_text(errors="replace").splitlines():
+            match = re.match(r"\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)", line)
+            if match:
+                pending.append(path.parent / match.group(1))
+    return found
 
 
 def current_venv(paths: Paths) -> str | None:

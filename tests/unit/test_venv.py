@@ -17,7 +17,7 @@ from metrics.testing import UpstreamServer
 from workload.account import SYSTEM_USER, Account
 from workload.paths import Paths
 from workload.settings import Proxy
-from workload.venv import VenvError, current_venv, ensure_venv
+from workload.venv import VenvError, current_venv, ensure_venv, wanted_venv
 
 AS_ME = Account(None)
 NO_PROXY = Proxy()
@@ -166,3 +166,20 @@ def test_pip_runs_as_the_unprivileged_system_user(shared_tmp: Path) -> None:
     installed = next((paths.venvs / venv).glob("lib/python3*/site-packages/tinypkg.py"))
     assert installed.stat().st_uid == pwd.getpwnam(SYSTEM_USER).pw_uid
     assert installed.stat().st_mode & 0o004
+
+
+def test_the_venv_id_follows_included_requirement_files_inside_the_tree(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path / "tree", "-r base.txt\n--constraint=pins.txt\n")
+    (tree / "base.txt").write_text("influxdb\n")
+    (tree / "pins.txt").write_text("influxdb==5.3.1\n")
+    first = wanted_venv(tree)
+
+    (tree / "pins.txt").write_text("influxdb==5.3.2\n")
+    pinned_again = wanted_venv(tree)
+    (tree / "base.txt").unlink()
+    without_base = wanted_venv(tree)
+    (tree / "base.txt").symlink_to("/etc/hostname")  # outside the tree: never read
+
+    assert pinned_again != first
+    assert without_base != pinned_again
+    assert wanted_venv(tree) == without_base
