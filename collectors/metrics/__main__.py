@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
-import logging
+import runpy
 import sys
 from pathlib import Path
 
 from metrics.lib.discovery import discover_collectors
-from metrics.lib.errors import CollectorError
 
 TREE = Path(__file__).resolve().parent.parent
 
@@ -44,11 +42,14 @@ def run_collector(name: str, dry_run: bool, verbose: bool) -> int:
     if found[name].problem:
         print(f"collector {name!r} cannot run: {found[name].problem}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"metrics.collectors.{name}")
+    # Exactly what `python3 -m metrics.collectors.<name>` does, whatever its __main__.py holds.
+    sys.argv = [f"metrics.collectors.{name}"] + ["--dry-run"] * dry_run + ["--verbose"] * verbose
     try:
-        module.run_metric(dry_run=dry_run, verbose=verbose)
-    except CollectorError as error:
-        logging.getLogger("metrics").error("collector %s failed: %s", name, error)
+        runpy.run_module(f"metrics.collectors.{name}", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            return stop.code or 0
+        print(stop.code, file=sys.stderr)
         return 1
     return 0
 

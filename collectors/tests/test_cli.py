@@ -65,6 +65,37 @@ def test_list_reports_a_broken_collector_and_run_refuses_it(tmp_path: Path) -> N
     assert "collector 'broken' cannot run: metrics/collectors/broken/__init__.py" in refused.stderr
 
 
+OLD_STYLE_COLLECTOR = {
+    "__init__.py": "def run_metric():\n    pass\n",
+    "__main__.py": (
+        "from metrics.lib.basemetric import run_metric_main\n"
+        'run_metric_main("metrics.collectors.legacy.collector", "Legacy")\n'
+    ),
+    "collector.py": (
+        "from metrics.lib.basemetric import Metric\n"
+        "class Legacy(Metric):\n"
+        "    def collect(self):\n"
+        '        return [{"measurement": "legacy", "fields": {"count": 1}}]\n'
+    ),
+}
+
+
+def test_a_collector_written_for_the_original_framework_still_runs(tmp_path: Path) -> None:
+    tree = tmp_path / "collectors"
+    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
+    legacy = tree / "metrics" / "collectors" / "legacy"
+    legacy.mkdir()
+    for name, text in OLD_STYLE_COLLECTOR.items():
+        (legacy / name).write_text(text)
+
+    direct = run("metrics.collectors.legacy", "--dry-run", cwd=tree)
+    through_run = run("metrics", "run", "legacy", "--dry-run", cwd=tree)
+
+    for result in (direct, through_run):
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "legacy count=1i\n"
+
+
 def test_run_dry_run_prints_points_and_needs_no_credentials() -> None:
     body = (RECORDED / "autopkgtest_queues.json").read_text()
     with UpstreamServer({"/queues.json": (200, body)}) as upstream:

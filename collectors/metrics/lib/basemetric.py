@@ -17,6 +17,7 @@ With `dry_run` it prints the line protocol instead and needs no credentials.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import socket
@@ -135,6 +136,13 @@ class Metric:
             raise CollectorError("; ".join(errors))
         if not ok:
             raise CollectorError(f"{result.spooled} points spooled and {result.dropped} dropped")
+
+
+def run_metric_main(module: str, cls: str) -> None:
+    """The original framework's `__main__.py` entry point, kept for collectors that use it:
+    `run_metric_main("metrics.collectors.<name>", "<Class>")`."""
+    metric = getattr(importlib.import_module(module), cls)
+    sys.exit(main(lambda dry_run, verbose: metric(dry_run=dry_run, verbose=verbose).run()))
 
 
 def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
