@@ -51,7 +51,9 @@ STEADY_TREE = {
     "bad_interval": BAD_INTERVAL,
     "sandbox_probe": SANDBOX_PROBE,
 }
-COLLECTOR_TIMEOUT = "5s"
+# Longer than a run that retries its writes to an InfluxDB that is down (scenario 4): a run
+# killed at the timeout loses the points it had not spooled yet.
+COLLECTOR_TIMEOUT = "15s"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

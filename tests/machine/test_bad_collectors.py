@@ -30,12 +30,12 @@ def test_bad_collectors_are_reported_and_good_ones_keep_running(
     wait_for(
         "hangs to be stopped at its timeout",
         lambda: unit.show("metrics-collector@hangs.service", "Result")["Result"] == "timeout",
-        timeout=60,
+        timeout=90,
     )
     wait_for(
         "raises to fail",
         lambda: unit.show("metrics-collector@raises.service", "Result")["Result"] == "exit-code",
-        timeout=60,
+        timeout=90,
     )
     health = wait_for(
         "a collector_run point for raises",
@@ -68,7 +68,7 @@ def test_bad_collectors_are_reported_and_good_ones_keep_running(
         wait_for(
             f"workload status to report {name} as {result}",
             lambda name=name, result=result: str(status()[name]["last_result"]).startswith(result),
-            timeout=60,
+            timeout=90,
         )
     text = unit.workload("status").stdout
     for name in ("syntax_error", "bad_interval", "raises", "hangs"):

@@ -43,11 +43,16 @@ def test_points_written_while_influxdb_is_down_land_exactly_once(
         influx.start()
     restarted_at = runs_done(unit)
 
-    wait_for(
-        "every run up to the restart to land",
-        lambda: set(range(1, restarted_at + 1)) <= set(landed_runs(influx)),
-        timeout=60,
-    )
-    wait_for("the spool to empty", lambda: not spooled(unit), timeout=30)
+    def missing() -> set[int]:
+        return set(range(1, restarted_at + 1)) - set(landed_runs(influx))
+
+    try:
+        wait_for("every run up to the restart to land", lambda: not missing(), timeout=90)
+        wait_for("the spool to empty", lambda: not spooled(unit), timeout=30)
+    except AssertionError as error:
+        raise AssertionError(
+            f"{error}\nruns missing: {sorted(missing())}, spool: {spooled(unit)}\n"
+            f"ticker's journal:\n{unit.journal('metrics-collector@ticker.service')}"
+        ) from None
     landed = landed_runs(influx)
-    assert landed == list(range(1, len(landed) + 1)), "a run was lost or landed twice"
+    assert landed == list(range(1, len(landed) + 1)), f"a run was lost or landed twice: {landed}"
