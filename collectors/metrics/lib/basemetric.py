@@ -50,13 +50,14 @@ class Metric:
     # Collectors and tests may override these on their subclass.
     write_settings = WriteSettings()
     spool_max_bytes = DEFAULT_MAX_BYTES
-    collector_name: str | None = None  # default: the package under metrics.collectors
+    # Default: the package under metrics.collectors. Not `name`, which subclasses may use.
+    collector_name: str | None = None
 
     def __init__(self, dry_run: bool = False, verbose: bool = False) -> None:
         self.dry_run = dry_run
         self.verbose = verbose
         module = type(self).__module__.split(".")
-        self.name = self.collector_name or (
+        self.collector_name = self.collector_name or (
             module[2]
             if module[:2] == ["metrics", "collectors"] and len(module) > 2
             else type(self).__name__
@@ -64,8 +65,8 @@ class Metric:
         if not logging.getLogger().handlers:
             logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger("metrics").setLevel(logging.DEBUG if verbose else logging.INFO)
-        self.log = logging.getLogger(f"metrics.collectors.{self.name}")
-        self.state_dir = state_directory(self.name)
+        self.log = logging.getLogger(f"metrics.collectors.{self.collector_name}")
+        self.state_dir = state_directory(self.collector_name)
         self._counters: helpers.Counters | None = None
 
     def collect(self) -> Iterable[dict[str, Any]]:
@@ -104,7 +105,7 @@ class Metric:
         except CollectorError as error:
             failure = str(error)
         except Exception as error:
-            self.log.exception("collector %s crashed", self.name)
+            self.log.exception("collector %s crashed", self.collector_name)
             failure = f"{type(error).__name__}: {error}"
         if self._counters is not None:
             self._counters.save()
@@ -114,7 +115,7 @@ class Metric:
         ok = not errors and not result.spooled and not result.dropped
         health = {
             "measurement": HEALTH_MEASUREMENT,
-            "tags": {"collector": self.name, "host": socket.gethostname()},
+            "tags": {"collector": self.collector_name, "host": socket.gethostname()},
             "fields": {
                 "duration": round(time.monotonic() - started, 3),
                 "points_written": result.written,
