@@ -170,14 +170,14 @@ class InfluxWriter:
         between them holds at most two batches, which bounds memory.
         """
         encoder = LineEncoder()
-        batches: queue.Queue[list[str] | None] = queue.Queue(maxsize=2)
+        batches: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
         failures: list[BaseException] = []
 
         def send_batches() -> None:
-            while (lines := batches.get()) is not None:
+            while (batch := batches.get()) is not None:
                 if not failures:
                     try:
-                        self._send(lines)
+                        self._send(*batch)
                     except BaseException as error:  # re-raised by the encoding thread
                         failures.append(error)
 
@@ -188,18 +188,17 @@ class InfluxWriter:
             for index, point in enumerate(points):
                 lines.append(encoder.encode(point, index, self.run_time))
                 if len(lines) >= self.settings.batch_size:
-                    batches.put(lines)
+                    batches.put((_body(lines), len(lines)))
                     lines = []
         finally:
             if lines:
-                batches.put(lines)
+                batches.put((_body(lines), len(lines)))
             batches.put(None)
             sender.join()
         if failures:
             raise failures[0]
 
-    def _send(self, lines: list[str]) -> None:
-        body = ("\n".join(lines) + "\n").encode()
+    def _send(self, body: bytes, points: int) -> None:
         if not self._down:
             try:
                 self._post(body)
@@ -210,10 +209,10 @@ class InfluxWriter:
                 self.log.error("%s", error)
                 return
             else:
-                self.result.written += len(lines)
+                self.result.written += points
                 return
-        self.result.dropped += self.spool.add(body, len(lines))
-        self.result.spooled += len(lines)
+        self.result.dropped += self.spool.add(body, points)
+        self.result.spooled += points
 
     def _post(self, body: bytes) -> None:
         settings = self.settings
@@ -264,6 +263,10 @@ class InfluxWriter:
 
 _FIELD_CONFLICT = re.compile(r'input field "(?P<field>[^"]+)" on measurement "(?P<m>[^"]+)"')
 _UNPARSABLE = re.compile(r"unable to parse '(?P<line>[^']*)'")
+
+
+def _body(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _server_message(content: Any) -> str:
