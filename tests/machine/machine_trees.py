@@ -40,7 +40,7 @@ class Ticker(Metric):
         counter.write_text(str(run))
         yield {{
             "measurement": "{measurement}",
-            "tags": {{"collector": self.name}},
+            "tags": {{"collector": __name__.rsplit(".", 1)[-1]}},
             "fields": {{"run": run}},
         }}
 
