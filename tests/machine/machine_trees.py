@@ -111,6 +111,8 @@ _SANDBOX_PROBE = '''\
 """Probes the sandbox: what it may not touch, reported in one point."""
 
 import errno
+import json
+import os
 from pathlib import Path
 
 from metrics.lib.basemetric import Metric
@@ -138,6 +140,12 @@ def read_other_state():
     Path("/var/lib/private/metrics-collector/ticker/runs").read_text()
 
 
+def password_in_environment():
+    credentials = Path(os.environ["CREDENTIALS_DIRECTORY"]) / "influxdb"
+    password = json.loads(credentials.read_text())["password"]
+    return any(password in value for value in os.environ.values())
+
+
 class SandboxProbe(Metric):
     def collect(self):
         (self.state_dir / "own").write_text("mine")
@@ -153,6 +161,8 @@ class SandboxProbe(Metric):
                 "write_own_state": attempt(
                     lambda: (self.state_dir / "own").write_text("mine again")
                 ),
+                "uid": os.getuid(),
+                "password_in_environment": password_in_environment(),
             },
         }
 

@@ -38,5 +38,7 @@ def test_sandbox_denies_files_but_not_influxdb(
     assert probe["write_state_root"] in ("EACCES", "EROFS"), probe
     assert probe["write_etc"] in ("EACCES", "EROFS"), probe
     assert probe["write_own_state"] == "allowed", probe
+    assert probe["uid"] != 0, probe
+    assert probe["password_in_environment"] is False, probe
     for path in ("/etc/probe", "/var/lib/ubuntu-community-metrics/probe"):
         assert steady_unit.container.run(["test", "-e", path], check=False).returncode == 1
