@@ -17,6 +17,7 @@ from pathlib import Path
 from .discovery import discover_collectors
 from .paths import Paths
 from .service import list_collectors, run_collector, sync
+from .systemd import SystemctlError
 from .units import UnitOptions, render_units, write_units
 
 
@@ -44,13 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--dry-run", action="store_true", help="print the points, write none")
 
     args = parser.parse_args(argv)
-    if args.command == "render":
-        return _render(args)
-    if args.command == "sync":
-        return _sync(args.root)
-    if args.command == "status":
-        return _status(args.root, as_json=args.json)
-    return _run(args.root, args.name, dry_run=args.dry_run)
+    try:
+        if args.command == "render":
+            return _render(args)
+        if args.command == "sync":
+            return _sync(args.root)
+        if args.command == "status":
+            return _status(args.root, as_json=args.json)
+        return _run(args.root, args.name, dry_run=args.dry_run)
+    except SystemctlError as error:
+        print(error, file=sys.stderr)
+        return 1
 
 
 def _render(args: argparse.Namespace) -> int:

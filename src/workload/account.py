@@ -30,7 +30,7 @@ class Account:
         """Create the system user when it does not exist (`useradd --system`)."""
         if self.name is None or self._entry() is not None:
             return
-        subprocess.run(
+        result = subprocess.run(
             [
                 "useradd",
                 "--system",
@@ -44,9 +44,15 @@ class Account:
                 "ubuntu-community-metrics git and pip",
                 self.name,
             ],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
         )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"cannot create the system user {self.name} that runs git and pip "
+                f"(useradd: {result.stderr.strip()}): create it with useradd --system {self.name}"
+            )
 
     def own(self, path: Path) -> None:
         """Give a folder the workload created to this user, so git or pip can write in it."""

@@ -261,6 +261,8 @@ def _converge(
         systemd.apply_units(units, paths.unit_dir, systemctl=_systemctl(systemctl))
     except ValueError as error:
         problems.append(f"units not updated: {error}")
+    except systemd.SystemctlError as error:
+        problems.append(f"units written but not all applied: {error}: see journalctl -xe")
 
     new_commit = _live_commit(paths)
     record.update(commit=new_commit, scheduled=scheduled, problems=problems)
@@ -268,7 +270,11 @@ def _converge(
         record["last_pull"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _write_record(paths, record)
 
-    states = systemd.collector_states(scheduled, systemctl=_systemctl(systemctl))
+    try:
+        states = systemd.collector_states(scheduled, systemctl=_systemctl(systemctl))
+    except systemd.SystemctlError as error:
+        states = {}
+        problems.append(f"cannot read the collectors' state from systemd: {error}")
     failing = [name for name in scheduled if name in states and states[name].failed]
     return _Outcome(
         report=Report(new_commit, scheduled, skipped, failing, problems),

@@ -67,10 +67,16 @@ class Recorder(Systemctl):
                 "#!/bin/sh\n"
                 f'printf "{program} %s\\n" "$*" >> {self.log}\n'
                 f'if [ "$1" = show ]; then cat {self.show_answer}; fi\n'
+                f'if [ -e {folder}/fail-"$1" ]; then echo "Access denied" >&2; exit 1; fi\n'
                 f'if [ "{program}" = journalctl ]; then echo "collector said hello"; fi\n'
             )
             script.chmod(0o755)
+        self.folder = folder
         super().__init__(str(folder / "systemctl"), str(folder / "journalctl"))
+
+    def fail(self, command: str) -> None:
+        """Make `systemctl COMMAND ...` fail from now on."""
+        (self.folder / f"fail-{command}").touch()
 
     def calls(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
@@ -625,3 +631,28 @@ def test_a_hook_waits_for_a_pull_in_progress(
 
     assert reports[0].scheduled == ["queue_size"]
     assert not (Paths(root).unit_dir / "metrics-collector@bugs.timer").exists()
+
+
+def test_systemctl_failures_are_reported_not_raised(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    systemctl.fail("daemon-reload")
+    systemctl.fail("show")
+
+    report = reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+
+    assert report.scheduled == ["bugs", "queue_size"]
+    assert report.failing == []
+    program = systemctl.folder / "systemctl"
+    assert report.problems == [
+        f"units written but not all applied: {program} daemon-reload failed (exit status 1): "
+        "Access denied: see journalctl -xe",
+        f"cannot read the collectors' state from systemd: {program} show --timestamp=unix "
+        "--property=Id,ActiveState,Result,ExecMainStatus,ExecMainStartTimestamp,"
+        "LastTriggerUSec,NextElapseUSecRealtime,NextElapseUSecMonotonic "
+        "metrics-collector@bugs.timer metrics-collector@bugs.service "
+        "metrics-collector@queue_size.timer metrics-collector@queue_size.service failed "
+        "(exit status 1): Access denied",
+    ]
