@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,3 +320,114 @@ def test_server_errors_and_429_are_retried(
     assert server.bodies[2].startswith(b"numbers,n=0 value=0i ")
     assert b"collector_run,collector=numbers" in server.bodies[3]
     assert spool_files(tmp_path) == []
+
+
+# A collector run as systemd runs it: its own process, which SIGTERM may stop at any moment.
+_HANGING_COLLECTOR = """
+import sys, time
+from pathlib import Path
+from metrics.lib.basemetric import Metric, main
+from metrics.lib.influx import WriteSettings
+
+class Hanging(Metric):
+    collector_name = "hanging"
+    # InfluxDB is down: without SIGTERM this run would retry for minutes.
+    write_settings = WriteSettings(batch_size=10, attempts=100, backoff=60, max_backoff=60,
+                                   retry_budget=600)
+
+    def collect(self):
+        for i in range(25):
+            yield {"measurement": "numbers", "tags": {"n": str(i)}, "fields": {"value": i}}
+        Path(sys.argv[1]).touch()
+        time.sleep(3600)  # an upstream that never answers
+
+sys.exit(main(lambda dry_run, verbose: Hanging(dry_run, verbose).run(), []))
+"""
+
+
+def test_sigterm_spools_every_unwritten_point_and_the_next_run_replays_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    marker = tmp_path / "collected"
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        monkeypatch.setenv("INFLUXDB_HOSTNAME", influx.host)
+        monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
+        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        influx.stop()
+        collectors = Path(__file__).resolve().parents[1]
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HANGING_COLLECTOR, str(marker)],
+            env={**os.environ, "PYTHONPATH": str(collectors)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not marker.exists() and process.poll() is None:
+                assert time.monotonic() < deadline, "the collector never yielded its points"
+                time.sleep(0.05)
+            time.sleep(0.2)  # the sender is in its backoff wait with the first batch
+            stopped_at = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+            seconds = time.monotonic() - stopped_at
+        finally:
+            process.kill()
+            process.wait()
+
+        assert process.returncode == 1, stderr
+        assert seconds < 5, f"took {seconds:.1f} s to stop"
+        assert "stopped by SIGTERM" in stderr
+        # One batch in flight, one queued, five points still being batched, the health point.
+        spooled = sorted(int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path))
+        assert sum(spooled) == 25 + 1, spooled
+
+        influx.start()
+        Numbers(0).run()
+
+        assert spool_files(tmp_path) == []
+        rows = influx.query('SELECT * FROM "numbers"', "metrics")
+        assert sorted(row["value"] for row in rows) == list(range(25))
+        stopped, replayed = health(influx, "metrics")
+        assert (stopped["collector"], stopped["ok"]) == ("hanging", False)
+        assert stopped["error"].startswith("stopped by SIGTERM")
+        assert stopped["points_spooled"] == 25
+        assert (replayed["ok"], replayed["points_written"]) == (True, 25 + 1)
+
+
+def test_sigterm_during_retries_against_503_spools_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with UpstreamServer({"/write": (503, '{"error": "busy"}')}) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "INFLUXDB_HOSTNAME": host,
+            "INFLUXDB_PORT": port,
+            "INFLUXDB_DATABASE": "metrics",
+        }
+        marker = tmp_path / "collected"
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HANGING_COLLECTOR, str(marker)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (server.requests and marker.exists()) and process.poll() is None:
+                assert time.monotonic() < deadline, "the collector never posted"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 1, stderr
+    assert "HTTP 503: busy" in stderr
+    assert sum(int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path)) == 25 + 1

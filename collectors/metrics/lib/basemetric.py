@@ -20,8 +20,10 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 
 from . import helpers
 from .errors import CollectorError
-from .influx import InfluxWriter, WriteSettings, load_credentials
+from .influx import InfluxWriter, Stopped, WriteSettings, load_credentials
 from .lineprotocol import LineEncoder
 from .spool import DEFAULT_MAX_BYTES, Spool
 
@@ -99,17 +101,32 @@ class Metric:
             self.write_settings,
         )
         failure = None
-        try:
-            writer.replay_spool()
-            writer.write(self.collect())
-        except CollectorError as error:
-            failure = str(error)
-        except Exception as error:
-            self.log.exception("collector %s crashed", self.collector_name)
-            failure = f"{type(error).__name__}: {error}"
-        if self._counters is not None:
-            self._counters.save()
+        with _StopOnSigterm(writer) as sigterm:
+            try:
+                sigterm.interrupts = True
+                try:
+                    writer.replay_spool()
+                    writer.write(self.collect())
+                finally:
+                    sigterm.interrupts = False
+            except Stopped:
+                writer.abandon()
+            except CollectorError as error:
+                failure = str(error)
+            except Exception as error:
+                self.log.exception("collector %s crashed", self.collector_name)
+                failure = f"{type(error).__name__}: {error}"
+            if writer.stopping:
+                stopped = (
+                    "stopped by SIGTERM (a timeout or systemctl stop) before the run ended; "
+                    "unwritten points are spooled"
+                )
+                failure = f"{stopped}; {failure}" if failure else stopped
+            if self._counters is not None:
+                self._counters.save()
+            self._write_health(writer, started, failure)
 
+    def _write_health(self, writer: InfluxWriter, started: float, failure: str | None) -> None:
         result = writer.result
         errors = ([failure] if failure else []) + result.errors
         ok = not errors and not result.spooled and not result.dropped
@@ -132,11 +149,41 @@ class Metric:
             result.spooled,
             result.dropped,
         )
-        writer.write([health])
+        writer.write([health])  # spooled at once if stopped, also while it is being sent
         if errors:
             raise CollectorError("; ".join(errors))
         if not ok:
             raise CollectorError(f"{result.spooled} points spooled and {result.dropped} dropped")
+
+
+class _StopOnSigterm:
+    """While active, SIGTERM stops the writer's retries; it also raises `Stopped` once in the
+    main thread while `interrupts` is true, to cut short a collector or a wait that hangs.
+
+    Only the main thread can handle signals; elsewhere this does nothing.
+    """
+
+    def __init__(self, writer: InfluxWriter) -> None:
+        self.writer = writer
+        self.interrupts = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _StopOnSigterm:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        first = not self.writer.stopping
+        self.writer.stop()
+        if first and self.interrupts:
+            raise Stopped
 
 
 def run_metric_main(module: str, cls: str) -> None:

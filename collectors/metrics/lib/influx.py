@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from influxdb import InfluxDBClient
-from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
 from .errors import CollectorError
 from .lineprotocol import LineEncoder
@@ -91,11 +89,19 @@ def _flag(value: Any) -> bool:
 
 @dataclass
 class WriteSettings:
+    """How hard a run tries before it spools: at most `retry_budget` seconds per run.
+
+    Worst case with InfluxDB down or hanging: one batch spends the budget (30 s: attempts of
+    at most `timeout` s each, with backoff sleeps between them); after that the run is marked
+    down and every later batch goes straight to the spool.
+    """
+
     batch_size: int = 5000
-    timeout: float = 30.0
-    attempts: int = 4  # per batch, for connection errors, timeouts, 5xx and 429
+    timeout: float = 10.0  # seconds per request (connect, and each read)
+    attempts: int = 5  # per batch, for connection errors, timeouts, 5xx and 429
     backoff: float = 0.5  # seconds; doubles per attempt, with full jitter
-    max_backoff: float = 8.0
+    max_backoff: float = 4.0
+    retry_budget: float = 30.0  # seconds from a batch's first attempt to giving up on it
 
 
 @dataclass
@@ -104,6 +110,14 @@ class WriteResult:
     spooled: int = 0
     dropped: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived: raised once in the main thread to interrupt the collector or a wait.
+
+    A BaseException, like KeyboardInterrupt, so that a collector's `except Exception` does
+    not swallow it.
+    """
 
 
 class _Unreachable(Exception):
@@ -115,7 +129,11 @@ class _Rejected(Exception):
 
 
 class InfluxWriter:
-    """Writes points in batches, replaying the spool first; holds at most four batches."""
+    """Writes points in batches, replaying the spool first; holds at most four batches.
+
+    `stop()` (on SIGTERM) ends retries at once; `abandon()` then spools every batch that is
+    not confirmed written, so a stopped run loses nothing.
+    """
 
     def __init__(
         self,
@@ -128,26 +146,47 @@ class InfluxWriter:
         self.database = credentials.database
         scheme = "https" if credentials.ssl else "http"
         self.url = f"{scheme}://{credentials.host}:{credentials.port}"
-        self.client = InfluxDBClient(
-            host=credentials.host,
-            port=credentials.port,
-            username=credentials.username,
-            password=credentials.password,
-            database=credentials.database,
-            ssl=credentials.ssl,
-            verify_ssl=credentials.verify_ssl,
-            timeout=self.settings.timeout,
-            retries=1,  # one try per call: backoff and spooling are decided here
-        )
+        # The requests session InfluxDBClient would use, driven directly: one keep-alive
+        # connection, and the timeouts, retries and stop decided here.
+        self.session = requests.Session()
+        self.session.verify = credentials.verify_ssl
+        if credentials.username:
+            self.session.auth = (credentials.username, credentials.password)
+        self.session.headers["Content-Type"] = "application/octet-stream"
         # Points without a time get the run's, so that a replayed batch overwrites its twin.
         self.run_time = time.time_ns()
         self.result = WriteResult()
         self._down = False  # once a batch could not be written, the rest of the run spools
+        self._stopping = threading.Event()
+        # Batches handed to the sender thread and not yet written, spooled or refused, and the
+        # lines of the batch being filled: what abandon() must spool. Changed under _lock.
+        self._lock = threading.Lock()
+        self._unconfirmed: list[tuple[bytes, int]] = []
+        self._filling: list[str] = []
         self.log = logging.getLogger("metrics.influx")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop retrying and sending (safe from a signal handler: it only sets a flag)."""
+        self._stopping.set()
+
+    def abandon(self) -> None:
+        """After stop(): spool every batch not confirmed written, and the one being filled."""
+        self._stopping.set()
+        with self._lock:
+            pending, self._unconfirmed = self._unconfirmed, []
+            if self._filling:
+                pending.append((_body(self._filling), len(self._filling)))
+                self._filling = []
+            for body, points in pending:
+                self._spool(body, points)
 
     def replay_spool(self) -> None:
         for batch in self.spool.batches():
-            if self._down:
+            if self._down or self.stopping:
                 return
             try:
                 self._post(batch.read())
@@ -167,35 +206,52 @@ class InfluxWriter:
 
         A sender thread posts one batch while this thread encodes the next (the request
         releases the GIL), so the collector and InfluxDB work at the same time. The queue
-        between them holds at most two batches, which bounds memory.
+        between them holds at most two batches, which bounds memory. On `Stopped` the caller
+        calls abandon().
         """
         encoder = LineEncoder()
+        run_time = self.run_time
+        batch_size = self.settings.batch_size
         batches: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
         failures: list[BaseException] = []
 
         def send_batches() -> None:
             while (batch := batches.get()) is not None:
-                if not failures:
+                if not failures and not self.stopping:
                     try:
                         self._send(*batch)
                     except BaseException as error:  # re-raised by the encoding thread
                         failures.append(error)
 
-        sender = threading.Thread(target=send_batches, name="influx-sender")
+        def hand_over(lines: list[str]) -> None:
+            batch = (_body(lines), len(lines))
+            with self._lock:
+                self._unconfirmed.append(batch)
+                self._filling = []
+            batches.put(batch)
+
+        # A daemon: after SIGTERM, a request that hangs must not keep the process alive.
+        sender = threading.Thread(target=send_batches, name="influx-sender", daemon=True)
         sender.start()
-        lines: list[str] = []
+        lines = self._filling = []
         try:
             for index, point in enumerate(points):
-                lines.append(encoder.encode(point, index, self.run_time))
-                if len(lines) >= self.settings.batch_size:
-                    batches.put((_body(lines), len(lines)))
-                    lines = []
+                lines.append(encoder.encode(point, index, run_time))
+                if len(lines) >= batch_size:
+                    hand_over(lines)
+                    lines = self._filling = []
         finally:
-            if lines:
-                batches.put((_body(lines), len(lines)))
-            batches.put(None)
-            sender.join()
-        if failures:
+            # Once stopped, abandon() spools what is left: wait neither for room in the
+            # queue nor for a request that hangs.
+            if not self.stopping:
+                if lines:
+                    hand_over(lines)
+                batches.put(None)
+                while sender.is_alive() and not self.stopping:
+                    sender.join(0.05)
+        if self.stopping:
+            self.abandon()
+        elif failures:
             raise failures[0]
 
     def _send(self, body: bytes, points: int) -> None:
@@ -205,53 +261,75 @@ class InfluxWriter:
             except _Unreachable:
                 pass
             except _Rejected as error:
-                self.result.errors.append(str(error))
+                with self._lock:
+                    self._confirm(body)
+                    self.result.errors.append(str(error))
                 self.log.error("%s", error)
                 return
             else:
-                self.result.written += points
+                with self._lock:
+                    if self._confirm(body):
+                        self.result.written += points
                 return
+        with self._lock:
+            if self._confirm(body):
+                self._spool(body, points)
+
+    def _confirm(self, body: bytes) -> bool:
+        """Take `body` off the unconfirmed list; False if abandon() already spooled it."""
+        for index, (pending, _) in enumerate(self._unconfirmed):
+            if pending is body:
+                del self._unconfirmed[index]
+                return True
+        return False
+
+    def _spool(self, body: bytes, points: int) -> None:
         self.result.dropped += self.spool.add(body, points)
         self.result.spooled += points
 
     def _post(self, body: bytes) -> None:
         settings = self.settings
+        give_up_at = time.monotonic() + settings.retry_budget
         for attempt in itertools.count(1):
+            if self.stopping:
+                raise _Unreachable("stopped")
+            timeout = max(0.1, min(settings.timeout, give_up_at - time.monotonic()))
             try:
-                self.client.request(
-                    "write",
-                    method="POST",
+                response = self.session.post(
+                    f"{self.url}/write",
                     params={"db": self.database},
                     data=body,
-                    expected_response_code=204,
-                    headers={"Content-Type": "application/octet-stream"},
+                    timeout=timeout,
                 )
-                return
-            except InfluxDBClientError as error:
-                message = _server_message(error.content)
-                if error.code == 400:
-                    raise _Rejected(_explain_400(message, body)) from None
-                if error.code in (401, 403):
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                code = response.status_code
+                if code == 204:
+                    return
+                message = _server_message(response.content)
+                if code == 400:
+                    raise _Rejected(_explain_400(message, body))
+                if code in (401, 403):
                     self._give_up(
-                        f"InfluxDB rejected the credentials (HTTP {error.code}) for database "
+                        f"InfluxDB rejected the credentials (HTTP {code}) for database "
                         f"{self.database!r}: check the username, password and grants; points "
                         "are spooled and replayed once they work"
                     )
-                if error.code != 429:
-                    self._give_up(f"InfluxDB answered HTTP {error.code}: {message}")
-                problem = "HTTP 429 (too many requests)"
-            except InfluxDBServerError as error:
-                problem = f"server error {error}"
-            except (requests.ConnectionError, requests.Timeout) as error:
-                problem = f"{type(error).__name__}: {error}"
-            if attempt >= settings.attempts:
+                if code != 429 and code < 500:
+                    self._give_up(f"InfluxDB answered HTTP {code}: {message}")
+                problem = f"HTTP {code}: {message}"
+            remaining = give_up_at - time.monotonic()
+            if attempt >= settings.attempts or remaining <= 0:
                 self._give_up(
                     f"cannot write to InfluxDB at {self.url} after {attempt} "
                     f"attempts ({problem}); points are spooled and replayed by the next run"
                 )
-            delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2**attempt))  # noqa: S311
+            backoff = min(settings.max_backoff, settings.backoff * 2**attempt)
+            delay = min(remaining, random.uniform(0, backoff))  # noqa: S311
             self.log.warning("write failed (%s); retrying in %.1f s", problem, delay)
-            time.sleep(delay)
+            if self._stopping.wait(delay):
+                raise _Unreachable("stopped")
 
     def _give_up(self, message: str) -> None:
         if not self._down:
