@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "collectors"))
 
+from machine_deploy import DATABASE, influx_credentials, prepare_influx  # noqa: E402
 from machine_harness import (  # noqa: E402
     CharmUnit,
     Container,
@@ -32,10 +33,6 @@ from machine_harness import (  # noqa: E402
     unavailable_reason,
 )
 from metrics.testing import InfluxServer  # noqa: E402
-
-DATABASE = "metrics"
-USER = "collectors"
-PASSWORD = "demo-password"  # a throwaway server on loopback, gone on exit
 
 
 def say(text: str = "") -> None:
@@ -103,25 +100,14 @@ def demo(run_timeout: float) -> None:
     say("== building or reusing the cached Debian root file system")
     image = cached_rootfs(log=say)
     with InfluxServer(auth=True) as influx:
-        influx.create_database(DATABASE)
-        influx.create_user(USER, PASSWORD)
-        influx.grant(USER, DATABASE, "ALL")
+        prepare_influx(influx)
         say(f"== InfluxDB (Debian's influxd) listens on {influx.url}, data in {influx.data_dir}")
         with booted(image) as container:
             show_where(container)
             unit = CharmUnit(container)
             unit.install_charm_code()
             say("== workload.reconcile(): the bundled collectors, as the charm installs them")
-            report = unit.reconcile(
-                {"repo": "", "dry_run": False},
-                {
-                    "host": influx.host,
-                    "port": influx.port,
-                    "username": USER,
-                    "password": PASSWORD,
-                    "database": DATABASE,
-                },
-            )
+            report = unit.reconcile({"repo": "", "dry_run": False}, influx_credentials(influx))
             say(f"scheduled: {', '.join(report['scheduled']) or '(none)'}")
             for skipped in report["skipped"]:
                 say(f"skipped: {skipped['name']}: {skipped['problem']}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import DATABASE
+from machine_deploy import DATABASE
 from machine_harness import CharmUnit, wait_for
 from metrics.testing import InfluxServer
 

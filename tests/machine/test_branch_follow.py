@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATABASE, deployed_unit, serving_remote
+from machine_deploy import DATABASE, deployed_unit, serving_remote
 from machine_harness import CharmUnit, GitRemote, wait_for
 from machine_trees import push_tree, ticker
 from metrics.testing import InfluxServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import DATABASE
+from machine_deploy import DATABASE
 from machine_harness import CharmUnit, wait_for
 from metrics.testing import InfluxServer
 

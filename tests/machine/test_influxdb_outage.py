@@ -3,7 +3,7 @@ and the spool is empty afterwards."""
 
 from __future__ import annotations
 
-from conftest import DATABASE
+from machine_deploy import DATABASE
 from machine_harness import CharmUnit, wait_for
 from metrics.testing import InfluxServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import DATABASE, deployed_unit, serving_remote
+from machine_deploy import DATABASE, deployed_unit, serving_remote
 from machine_harness import wait_for
 from machine_trees import push_tree, ticker
 from metrics.testing import InfluxServer
