@@ -1,5 +1,6 @@
 """Static discovery on real collectors trees in a temporary directory."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,75 @@ def test_folder_without_init_is_a_problem(tmp_path: Path) -> None:
     assert only_problem(tmp_path) == (
         "metrics/collectors/empty/__init__.py is missing: add it with RUN_INTERVAL and run_metric"
     )
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dangling link", "link loop"])
+def test_init_that_is_not_a_regular_file_is_missing(tmp_path: Path, kind: str) -> None:
+    folder = tmp_path / "metrics" / "collectors" / "odd"
+    folder.mkdir(parents=True)
+    init = folder / "__init__.py"
+    if kind == "folder":
+        init.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(init)  # reading it would block forever
+    elif kind == "dangling link":
+        init.symlink_to("nowhere.py")
+    else:
+        init.symlink_to("__init__.py")
+
+    assert only_problem(tmp_path).endswith(
+        "__init__.py is missing: add it with RUN_INTERVAL and run_metric"
+    )
+
+
+def test_symbolic_links_are_followed(tmp_path: Path) -> None:
+    real = write_collector(tmp_path, "real", 'RUN_INTERVAL = "2h"\n' + RUN_METRIC)
+    (tmp_path / "metrics" / "collectors" / "alias").symlink_to(real)
+    linked = tmp_path / "metrics" / "collectors" / "linked_init"
+    linked.mkdir()
+    (linked / "__init__.py").symlink_to(real / "__init__.py")
+    (tmp_path / "metrics" / "collectors" / "plain_file").write_text(RUN_METRIC)
+
+    assert discover_collectors(tmp_path) == [
+        Collector("alias", "2h", None),
+        Collector("linked_init", "2h", None),
+        Collector("real", "2h", None),
+    ]
+
+
+def test_collectors_folder_that_is_a_file_means_no_collectors(tmp_path: Path) -> None:
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "collectors").write_text("")
+
+    assert discover_collectors(tmp_path) == []
+
+
+def test_encoding_declaration_and_bom_are_honoured(tmp_path: Path) -> None:
+    latin = write_collector(tmp_path, "latin", "")
+    (latin / "__init__.py").write_bytes(
+        b'# -*- coding: latin-1 -*-\nRUN_INTERVAL = "1h"\nNAME = "gr\xfcn"\n' + RUN_METRIC.encode()
+    )
+    bom = write_collector(tmp_path, "with_bom", "")
+    (bom / "__init__.py").write_bytes(b'\xef\xbb\xbfRUN_INTERVAL = "1d"\n' + RUN_METRIC.encode())
+    broken = write_collector(tmp_path, "zz_not_utf8", "")
+    (broken / "__init__.py").write_bytes(b'NAME = "gr\xfcn"\n' + RUN_METRIC.encode())
+
+    latin_found, bom_found, broken_found = discover_collectors(tmp_path)
+    assert latin_found == Collector("latin", "1h", None)
+    assert bom_found == Collector("with_bom", "1d", None)
+    assert broken_found.problem is not None
+    assert broken_found.problem.startswith(
+        "metrics/collectors/zz_not_utf8/__init__.py line 1: syntax error ("
+    )
+
+
+def test_last_top_level_interval_wins(tmp_path: Path) -> None:
+    write_collector(tmp_path, "twice", 'RUN_INTERVAL = "5m"\nRUN_INTERVAL = "1h"\n' + RUN_METRIC)
+    write_collector(
+        tmp_path, "unused", 'if False:\n    RUN_INTERVAL = "nonsense"\nrun_metric = print\n'
+    )
+
+    assert discover_collectors(tmp_path) == [
+        Collector("twice", "1h", None),
+        Collector("unused", "5m", None),
+    ]

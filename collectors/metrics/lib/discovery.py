@@ -5,18 +5,28 @@ the tree: this runs as root on units, and the tree is a team's own repository.
 
 `collectors/metrics/lib/discovery.py` is a byte-identical copy (docs/design.md): edit this file,
 then copy it over.
+
+Speed: the charm discovers the whole tree on every hook and every pull, so this walks the folder
+with `os.scandir`, reads each file once as bytes, parses it with `ast.parse` (the only sure way
+to know what Python would see) and looks at the top-level statements in a single pass.
 """
 
 from __future__ import annotations
 
 import ast
 import keyword
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from .timespan import parse_run_interval
 
 DEFAULT_INTERVAL = "5m"
+
+_NOT_A_LITERAL = (
+    'RUN_INTERVAL is not a literal string: assign it a string such as RUN_INTERVAL = "5m"'
+)
 
 
 @dataclass(frozen=True)
@@ -34,21 +44,28 @@ class Collector:
 
 def discover_collectors(tree: Path) -> list[Collector]:
     """Every collector under `tree/metrics/collectors/`, sorted by name."""
-    package = tree / "metrics" / "collectors"
-    if not package.is_dir():
+    package = os.path.join(tree, "metrics", "collectors")
+    try:
+        entries = list(os.scandir(package))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    collectors = []
-    for folder in sorted(package.iterdir()):
-        if not folder.is_dir() or folder.name.startswith((".", "__")):
+    names = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith((".", "__")):
             continue
-        collectors.append(_inspect(tree, folder))
-    return collectors
+        try:
+            is_dir = entry.is_dir()  # follows symbolic links, as Path.is_dir() does
+        except OSError:
+            is_dir = False
+        if is_dir:
+            names.append(name)
+    names.sort()
+    return [_inspect(package, name) for name in names]
 
 
-def _inspect(tree: Path, folder: Path) -> Collector:
-    name = folder.name
-    init = folder / "__init__.py"
-    where = init.relative_to(tree).as_posix()
+def _inspect(package: str, name: str) -> Collector:
+    where = f"metrics/collectors/{name}/__init__.py"
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         return Collector(
             name,
@@ -56,14 +73,15 @@ def _inspect(tree: Path, folder: Path) -> Collector:
             f"metrics/collectors/{name}: the folder name is not a Python identifier "
             "(ASCII letters, digits and _, not starting with a digit): rename the folder",
         )
-    if not init.is_file():
+    source = _read_regular_file(os.path.join(package, name, "__init__.py"))
+    if source is None:
         return Collector(
             name,
             DEFAULT_INTERVAL,
             f"{where} is missing: add it with RUN_INTERVAL and run_metric",
         )
     try:
-        module = ast.parse(init.read_bytes(), filename=where)
+        module = ast.parse(source, where, mode="exec", feature_version=None)
     except SyntaxError as error:
         return Collector(
             name,
@@ -72,63 +90,82 @@ def _inspect(tree: Path, folder: Path) -> Collector:
         )
     except ValueError as error:  # null bytes, undecodable source
         return Collector(name, DEFAULT_INTERVAL, f"{where}: cannot be parsed ({error})")
-
-    interval, problem = _run_interval(module, where)
-    if problem is None and not _defines_run_metric(module):
-        problem = (
-            f"{where} does not define run_metric: add `def run_metric(dry_run=False, "
-            "verbose=False)` or import it (`from .<module> import run_metric`)"
-        )
+    interval, problem = _check(module.body, where)
     return Collector(name, interval, problem)
 
 
-def _run_interval(module: ast.Module, where: str) -> tuple[str, str | None]:
-    """The last top-level `RUN_INTERVAL` value, and a problem if it cannot be scheduled."""
+def _read_regular_file(path: str) -> bytes | None:
+    """The bytes of `path`, or None where `Path.is_file()` would be false (absent, a folder).
+
+    One open, fstat and read: `O_NONBLOCK` so that a FIFO named `__init__.py` cannot block.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError:
+        raise
+    except OSError:
+        return None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, max(status.st_size, 4096) + 1):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _check(body: list[ast.stmt], where: str) -> tuple[str, str | None]:
+    """The `RUN_INTERVAL` literal (the last top-level one) and a problem, in one pass.
+
+    A problem with `RUN_INTERVAL` comes first; only then a missing `run_metric`.
+    """
     value: ast.expr | None = None
     line = 0
-    for node in module.body:
-        if isinstance(node, ast.Assign) and any(_is_name(t, "RUN_INTERVAL") for t in node.targets):
-            value, line = node.value, node.lineno
-        elif isinstance(node, ast.AnnAssign) and _is_name(node.target, "RUN_INTERVAL"):
-            if node.value is not None:
-                value, line = node.value, node.lineno
-        elif isinstance(node, ast.ImportFrom | ast.Import) and any(
-            (alias.asname or alias.name) == "RUN_INTERVAL" for alias in node.names
-        ):
-            return DEFAULT_INTERVAL, (
-                f"{where} line {node.lineno}: RUN_INTERVAL is imported, not a literal string: "
-                'assign it a string such as RUN_INTERVAL = "5m"'
-            )
-    if value is None:
-        return DEFAULT_INTERVAL, None
-    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
-        return DEFAULT_INTERVAL, (
-            f"{where} line {line}: RUN_INTERVAL is not a literal string: "
-            'assign it a string such as RUN_INTERVAL = "5m"'
+    run_metric = False
+    for node in body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    if target.id == "RUN_INTERVAL":
+                        value, line = node.value, node.lineno
+                    elif target.id == "run_metric":
+                        run_metric = True
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if node.name == "run_metric":
+                run_metric = True
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            for alias in node.names:
+                bound = alias.asname or alias.name
+                if bound == "RUN_INTERVAL":
+                    return DEFAULT_INTERVAL, (
+                        f"{where} line {node.lineno}: RUN_INTERVAL is imported, not a literal"
+                        ' string: assign it a string such as RUN_INTERVAL = "5m"'
+                    )
+                if bound == "run_metric":
+                    run_metric = True
+        elif isinstance(node, ast.AnnAssign):
+            target, annotated = node.target, node.value
+            if isinstance(target, ast.Name) and target.id == "RUN_INTERVAL" and annotated:
+                value, line = annotated, node.lineno
+
+    interval = DEFAULT_INTERVAL
+    if value is not None:
+        if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+            return DEFAULT_INTERVAL, f"{where} line {line}: {_NOT_A_LITERAL}"
+        interval = value.value
+        try:
+            parse_run_interval(interval)
+        except ValueError as error:
+            message = str(error)
+            if not message.startswith("RUN_INTERVAL"):
+                message = f'RUN_INTERVAL: {message}; use a span such as "15s", "5m" or "1h 30min"'
+            return interval, f"{where} line {line}: {message}"
+    if not run_metric:
+        return interval, (
+            f"{where} does not define run_metric: add `def run_metric(dry_run=False, "
+            "verbose=False)` or import it (`from .<module> import run_metric`)"
         )
-    interval = value.value
-    try:
-        parse_run_interval(interval)
-    except ValueError as error:
-        message = str(error)
-        if not message.startswith("RUN_INTERVAL"):
-            message = f'RUN_INTERVAL: {message}; use a span such as "15s", "5m" or "1h 30min"'
-        return interval, f"{where} line {line}: {message}"
     return interval, None
-
-
-def _defines_run_metric(module: ast.Module) -> bool:
-    for node in module.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "run_metric":
-            return True
-        if isinstance(node, ast.ImportFrom | ast.Import) and any(
-            (alias.asname or alias.name) == "run_metric" for alias in node.names
-        ):
-            return True
-        if isinstance(node, ast.Assign) and any(_is_name(t, "run_metric") for t in node.targets):
-            return True
-    return False
-
-
-def _is_name(node: ast.expr, name: str) -> bool:
-    return isinstance(node, ast.Name) and node.id == name
