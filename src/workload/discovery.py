@@ -24,6 +24,10 @@ from .timespan import parse_run_interval
 
 DEFAULT_INTERVAL = "5m"
 
+# Each collector runs as its own system user `mc-<name>`, and systemd's user names stop at 31
+# characters (useradd and DynamicUser= refuse longer ones): 31 - len("mc-") leaves 28.
+MAX_NAME_LENGTH = 28
+
 _NOT_A_LITERAL = (
     'RUN_INTERVAL is not a literal string: assign it a string such as RUN_INTERVAL = "5m"'
 )
@@ -72,6 +76,15 @@ def _inspect(package: str, name: str) -> Collector:
             DEFAULT_INTERVAL,
             f"metrics/collectors/{name}: the folder name is not a Python identifier "
             "(ASCII letters, digits and _, not starting with a digit): rename the folder",
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        return Collector(
+            name,
+            DEFAULT_INTERVAL,
+            f"metrics/collectors/{name}: the folder name has {len(name)} characters, more than"
+            f" {MAX_NAME_LENGTH} (the collector runs as the system user mc-<name>, and user"
+            f" names stop at 31 characters): rename the folder to at most {MAX_NAME_LENGTH}"
+            " characters",
         )
     source = _read_regular_file(os.path.join(package, name, "__init__.py"))
     if source is None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from workload.discovery import Collector, discover_collectors
+from workload.discovery import MAX_NAME_LENGTH, Collector, discover_collectors
 
 RUN_METRIC = "def run_metric(dry_run=False, verbose=False):\n    pass\n"
 
@@ -217,4 +217,26 @@ def test_last_top_level_interval_wins(tmp_path: Path) -> None:
     assert discover_collectors(tmp_path) == [
         Collector("twice", "1h", None),
         Collector("unused", "5m", None),
+    ]
+
+
+def test_name_longer_than_a_system_user_allows_is_a_problem_on_that_collector(
+    tmp_path: Path,
+) -> None:
+    longest = "a" * MAX_NAME_LENGTH
+    too_long = "b" * (MAX_NAME_LENGTH + 1)
+    write_collector(tmp_path, longest, RUN_METRIC)
+    write_collector(tmp_path, too_long, 'RUN_INTERVAL = "1h"\n' + RUN_METRIC)
+    write_collector(tmp_path, "short", RUN_METRIC)
+
+    assert discover_collectors(tmp_path) == [
+        Collector(longest, "5m", None),
+        Collector(
+            too_long,
+            "5m",
+            f"metrics/collectors/{too_long}: the folder name has 29 characters, more than 28"
+            " (the collector runs as the system user mc-<name>, and user names stop at 31"
+            " characters): rename the folder to at most 28 characters",
+        ),
+        Collector("short", "5m", None),
     ]
