@@ -16,7 +16,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine_deploy import STEADY_TREE, deployed_unit, prepare_influx, serving_remote
-from machine_harness import CharmUnit, Container, booted, cached_rootfs, unavailable_reason
+from machine_harness import (
+    CharmUnit,
+    Container,
+    booted,
+    cached_rootfs,
+    signals_unwind,
+    unavailable_reason,
+)
 from machine_trees import push_tree
 from metrics.testing import InfluxServer
 
@@ -30,6 +37,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.machine)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unwind_on_sigterm() -> Iterator[None]:
+    """A cancelled run (SIGTERM from `timeout` or CI) still runs the finalizers below."""
+    with signals_unwind():
+        yield
 
 
 @pytest.fixture(scope="session")

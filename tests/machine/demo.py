@@ -11,13 +11,9 @@ including on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -30,6 +26,7 @@ from machine_harness import (  # noqa: E402
     HarnessError,
     booted,
     cached_rootfs,
+    signals_unwind,
     unavailable_reason,
 )
 from metrics.testing import InfluxServer  # noqa: E402
@@ -37,21 +34,6 @@ from metrics.testing import InfluxServer  # noqa: E402
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-@contextlib.contextmanager
-def cleanup_on_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into an exception, so the `with` blocks tear down."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def bundled_collectors(unit: CharmUnit) -> list[str]:
@@ -153,7 +135,7 @@ def main() -> int:
         print(f"demo: {reason}", file=sys.stderr)
         return 2
     try:
-        with cleanup_on_signals():
+        with signals_unwind():
             demo(args.run_timeout)
     except KeyboardInterrupt:
         print("demo: interrupted; the container and InfluxDB were stopped", file=sys.stderr)

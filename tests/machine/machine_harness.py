@@ -57,16 +57,32 @@ CONTAINER_ENV = {
 }
 
 
-# Every container this process booted and has not stopped yet, so that none survives an
-# interpreter that exits without unwinding (the demo on a signal, pytest on an internal error).
-_LIVE: set[Container] = set()
+# Every container and git daemon this process started and has not stopped yet, so that none
+# survives an interpreter that exits without unwinding (pytest on an internal error).
+_LIVE: set[Container | GitRemote] = set()
 
 
 @atexit.register
 def _stop_leftovers() -> None:
-    for container in list(_LIVE):
+    for leftover in list(_LIVE):
         with contextlib.suppress(Exception):
-            container.stop()
+            leftover.stop()
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, so `with` blocks and pytest's fixture
+    finalizers stop containers and daemons when a run is cancelled (`timeout`, CI)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class HarnessError(RuntimeError):
@@ -560,12 +576,14 @@ class GitRemote:
                 start_new_session=True,
             )
             if _wait_listening(self.port, self._daemon):
+                _LIVE.add(self)
                 return
             self.stop()
             if attempt == 2:
                 raise HarnessError(f"git daemon did not listen on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
+        _LIVE.discard(self)
         daemon, self._daemon = self._daemon, None
         if daemon is None:
             return
