@@ -29,8 +29,9 @@ STEADY_TREE = {
     "bad_interval": BAD_INTERVAL,
     "sandbox_probe": SANDBOX_PROBE,
 }
-# Longer than a run that retries its writes to an InfluxDB that is down (scenario 4): a run
-# killed at the timeout loses the points it had not spooled yet.
+# Short, so that scenario 3's hanging collector is stopped quickly, yet longer than a run
+# usually spends retrying an InfluxDB that is down (scenario 4), so that one exercises the spool
+# of a run that gave up rather than of one stopped at the timeout.
 COLLECTOR_TIMEOUT = "15s"
 
 
