@@ -400,9 +400,6 @@ class Container:
         result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
         return result.check() if check else result
 
-    def python(self, code: str, *, check: bool = True, timeout: float = 300) -> Result:
-        return self.run(["python3", "-c", code], check=check, timeout=timeout)
-
     def reboot(self, timeout: float = 120) -> None:
         """Power the container off and boot the same tree again: what a reboot keeps."""
         self._shutdown()
