@@ -175,6 +175,11 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         config = self.load_config(CharmConfig)
         statuses: list[ops.StatusBase] = []
         try:
+            # Cheap when all is there (one dpkg-query), so a failed apt run heals by itself.
+            workload.ensure_packages()
+        except workload.PackagesError as error:
+            statuses.append(ops.BlockedStatus(str(error)))
+        try:
             credentials = self._influx_credentials(config, departing=departing)
         except CredentialsProblem as problem:
             credentials = None

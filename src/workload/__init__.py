@@ -1,12 +1,14 @@
 """Everything the charm does to the machine, with no `ops` import (docs/design.md).
 
-The charm calls `reconcile`, `sync`, `check_influxdb`, `list_collectors`, `run_collector` and
-`remove`; the pull timer and operators use the same through `python3 -m workload`.
+The charm calls `ensure_packages`, `reconcile`, `sync`, `check_influxdb`, `list_collectors`,
+`run_collector` and `remove`; the pull timer and operators use the same through
+`python3 -m workload`.
 """
 
 from .credentials import InfluxCredentials
 from .discovery import Collector
 from .influx import check_influxdb
+from .packages import PackagesError, ensure_packages
 from .service import (
     CollectorStatus,
     Report,
@@ -24,12 +26,14 @@ __all__ = [
     "Collector",
     "CollectorStatus",
     "InfluxCredentials",
+    "PackagesError",
     "Proxy",
     "Report",
     "RunResult",
     "Settings",
     "SyncResult",
     "check_influxdb",
+    "ensure_packages",
     "list_collectors",
     "reconcile",
     "remove",

@@ -66,6 +66,7 @@ class FakeWorkload:
         )
     )
     influx_problem: str | None = None
+    packages_problem: str | None = None
     collectors: list[Any] = dataclasses.field(
         default_factory=lambda: [
             collector_status("bugs"),
@@ -91,6 +92,12 @@ class FakeWorkload:
     ran: list[tuple[str, bool]] = dataclasses.field(default_factory=list)
     synced: int = 0
     removed: int = 0
+
+    def ensure_packages(self) -> list[str]:
+        self.calls.append("ensure_packages")
+        if self.packages_problem:
+            raise workload.PackagesError(self.packages_problem)
+        return []
 
     def reconcile(self, settings: Any, credentials: Any, **_: Any) -> Any:
         self.calls.append("reconcile")
@@ -135,6 +142,7 @@ class FakeWorkload:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeWorkload:
     fake = FakeWorkload()
     for name in (
+        "ensure_packages",
         "reconcile",
         "check_influxdb",
         "list_collectors",
@@ -210,7 +218,22 @@ def test_lifecycle_events_never_fetch(
 ) -> None:
     run(ctx, getattr(ctx.on, event_name)(), testing.State())
 
-    assert fake.calls == ["reconcile"]
+    assert fake.calls == ["ensure_packages", "reconcile"]
+
+
+def test_packages_apt_cannot_install_block_and_the_next_hook_tries_again(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.packages_problem = "cannot install python3-venv: apt-get install exited 100: ..."
+    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+
+    out = run(ctx, ctx.on.install(), state)
+
+    assert out.unit_status == testing.BlockedStatus(fake.packages_problem)
+    fake.packages_problem = None
+    out = run(ctx, ctx.on.update_status(), out)
+    assert fake.calls.count("ensure_packages") == 2
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
 
 
 def test_install_shows_maintenance_while_it_works(
