@@ -126,6 +126,7 @@ def cached_rootfs(log: Callable[[str], None] = print) -> Path:
     if (target / "usr/lib/systemd/systemd").exists():
         return target
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds()
     building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=CACHE_DIR))
     mirror = host_mirror()
     log(f"building the container's root file system in {building} from {mirror} (once)")
@@ -159,6 +160,14 @@ def cached_rootfs(log: Callable[[str], None] = print) -> Path:
     return target
 
 
+def _remove_abandoned_builds(older_than: float = 3600) -> None:
+    """Builds left by a killed run; a live one is younger than debootstrap's own timeout."""
+    for stale in CACHE_DIR.glob("rootfs-*.building-*"):
+        if time.time() - stale.stat().st_mtime > older_than:
+            _unmount_below(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _prepare_rootfs(root: Path) -> None:
     """Make the tree boot quickly under nspawn and copy cheaply."""
     (root / "etc/hostname").write_text("ucm-machine-test\n")
@@ -168,7 +177,7 @@ def _prepare_rootfs(root: Path) -> None:
         cached.unlink()
     shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
     (root / "var/lib/apt/lists/partial").mkdir(parents=True)
-    wants = root / "etc/systemd/system"
+    units = root / "etc/systemd/system"
     # Nothing in the tests uses a login prompt, and the container must not touch the
     # host's network configuration it shares.
     for unit in (
@@ -182,7 +191,7 @@ def _prepare_rootfs(root: Path) -> None:
         "e2scrub_all.timer",
         "fstrim.timer",
     ):
-        mask = wants / unit
+        mask = units / unit
         mask.unlink(missing_ok=True)
         mask.symlink_to("/dev/null")
 
