@@ -110,7 +110,8 @@ def _inspect(package: str, name: str) -> Collector:
 def _read_regular_file(path: str) -> bytes | None:
     """The bytes of `path`, or None where `Path.is_file()` would be false (absent, a folder).
 
-    One open, fstat and read: `O_NONBLOCK` so that a FIFO named `__init__.py` cannot block.
+    One open, fstat and (almost always) one read; `O_NONBLOCK` so that a FIFO named
+    `__init__.py` cannot block.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -122,8 +123,12 @@ def _read_regular_file(path: str) -> bytes | None:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
             return None
-        chunks = []
-        while chunk := os.read(fd, max(status.st_size, 4096) + 1):
+        size = status.st_size
+        data = os.read(fd, size + 1)
+        if len(data) == size:  # the whole file as fstat saw it: no second read for EOF
+            return data
+        chunks = [data]  # it changed meanwhile, or a short read: read on to the end
+        while chunk := os.read(fd, max(size, 4096)):
             chunks.append(chunk)
         return b"".join(chunks)
     finally:

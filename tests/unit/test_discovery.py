@@ -240,3 +240,10 @@ def test_name_longer_than_a_system_user_allows_is_a_problem_on_that_collector(
         ),
         Collector("short", "5m", None),
     ]
+
+
+def test_large_init_is_read_to_the_end(tmp_path: Path) -> None:
+    padding = "".join(f"CONSTANT_{index} = {index}\n" for index in range(20_000))
+    write_collector(tmp_path, "large", padding + 'RUN_INTERVAL = "3h"\n' + RUN_METRIC)
+
+    assert discover_collectors(tmp_path) == [Collector("large", "3h", None)]
