@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jinja2
 
-from .discovery import Collector
+from .discovery import MAX_NAME_LENGTH, Collector
 from .paths import Paths
 from .settings import Proxy
 from .timespan import format_timespan, parse_run_interval, parse_timespan
@@ -47,9 +47,8 @@ _COLLECTOR_TIMER_TEMPLATE = "metrics-collector@.timer"
 _COLLECTOR_TIMER = re.compile(r"metrics-collector@([A-Za-z_][A-Za-z0-9_]*)\.timer")
 
 # Each collector runs as its own dynamic user "mc-<name>". systemd's strict user name rules
-# allow 31 characters, which leaves 28 for the name.
+# allow 31 characters; discovery reports a name longer than MAX_NAME_LENGTH (28).
 USER_PREFIX = "mc-"
-MAX_NAME_LENGTH = 31 - len(USER_PREFIX)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Characters a path may hold in a unit file without quoting or specifier escaping.

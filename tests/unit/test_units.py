@@ -18,6 +18,7 @@ from workload.units import (
     PULL_SERVICE,
     PULL_TIMER,
     TEMPLATES,
+    USER_PREFIX,
     UnitOptions,
     collector_timer,
     is_generated,
@@ -292,3 +293,8 @@ def test_is_generated_recognises_only_our_files() -> None:
     assert not is_generated("metrics-collector@abc.service", mark)
     assert not is_generated("other.timer", mark)
     assert not is_generated("metrics-collector@a-b.timer", mark)
+
+
+def test_the_longest_collector_name_discovery_accepts_makes_a_valid_systemd_user_name() -> None:
+    # systemd refuses user names longer than 31 characters (the unit would not start).
+    assert len(USER_PREFIX + "x" * MAX_NAME_LENGTH) == 31
