@@ -62,7 +62,12 @@ def test_lines_are_byte_identical_to_make_lines(batch: list[dict[str, Any]]) -> 
             accepted.append(point)
 
     if accepted:
-        assert ("\n".join(lines) + "\n").encode() == make_lines({"points": accepted}).encode()
+        expected = make_lines({"points": accepted}).encode()
+        assert ("\n".join(lines) + "\n").encode() == expected
+        # The write path's loop, twice over the points: the second time every shape is known.
+        batch_lines: list[str] = []
+        LineEncoder().encode_into(batch_lines, iter(accepted * 2), len(accepted) * 2, 0, None)
+        assert ("\n".join(batch_lines) + "\n").encode() == expected * 2
 
 
 def test_escaping_and_types_match_make_lines_on_a_known_point() -> None:
@@ -87,6 +92,43 @@ def test_escaping_and_types_match_make_lines_on_a_known_point() -> None:
         'disk\\ usage\\,total\\=all\\ "x"\\\\,host\\ name=a\\,b\\=c\\nd,z\\\\=\\\\ '
     )
     assert line.endswith(" 1714039200000000000")
+
+
+def test_shapes_seen_with_other_value_types_are_encoded_like_make_lines() -> None:
+    # A shape's fast formatter is made for the types first seen; other types take the
+    # careful path, which still checks and formats each value.
+    points = [
+        {"measurement": "m", "tags": {"t": "a"}, "fields": {"v": 1, "w": "x"}, "time": 1},
+        {"measurement": "m", "tags": {"t": "a"}, "fields": {"v": 1.5, "w": True}, "time": 2},
+        {"measurement": "m", "tags": {"t": "a"}, "fields": {"v": None, "w": 'q"'}},
+        {
+            "measurement": "m",
+            "tags": {"t": "a"},
+            "fields": {"v": 2, "w": "y"},
+            "time": "1970-01-01",
+        },
+        {"measurement": "n", "fields": {"v": None, "w": 3}, "time": 4},
+        {"measurement": "n", "fields": {"v": 5, "w": 3}, "time": 5},
+    ]
+    encoder = LineEncoder()
+    lines: list[str] = []
+    encoder.encode_into(lines, iter(points), 100, 0, None)
+
+    assert "\n".join(lines) + "\n" == make_lines({"points": points})
+    assert lines[1] == "m,t=a v=1.5,w=True 2"
+
+
+def test_encode_into_names_the_run_index_of_a_bad_point_and_keeps_the_lines_before() -> None:
+    points = iter([{"measurement": "m", "fields": {"v": i}} for i in range(3)])
+    lines: list[str] = []
+    LineEncoder().encode_into(lines, points, 2, 10, 7)
+    assert lines == ["m v=0i 7", "m v=1i 7"]
+    rest = iter([next(points), {"measurement": "m", "fields": {"v": float("nan")}}])
+
+    with pytest.raises(CollectorError, match=r"point 13 \('m'\) field 'v' is nan"):
+        LineEncoder().encode_into(lines, rest, 5, 12, 7)
+
+    assert lines == ["m v=0i 7", "m v=1i 7", "m v=2i 7"]
 
 
 def test_a_point_without_time_gets_the_default_time() -> None:

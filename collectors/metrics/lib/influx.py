@@ -233,13 +233,19 @@ class InfluxWriter:
         # A daemon: after SIGTERM, a request that hangs must not keep the process alive.
         sender = threading.Thread(target=send_batches, name="influx-sender", daemon=True)
         sender.start()
-        lines = self._filling = []
+        lines: list[str] = []
+        self._filling = lines
+        iterator = iter(points)
+        index = 0
         try:
-            for index, point in enumerate(points):
-                lines.append(encoder.encode(point, index, run_time))
-                if len(lines) >= batch_size:
-                    hand_over(lines)
-                    lines = self._filling = []
+            while True:
+                encoder.encode_into(lines, iterator, batch_size, index, run_time)
+                if len(lines) < batch_size:
+                    break
+                index += len(lines)
+                hand_over(lines)
+                lines = []
+                self._filling = lines
         finally:
             # Once stopped, abandon() spools what is left: wait neither for room in the
             # queue nor for a request that hangs.

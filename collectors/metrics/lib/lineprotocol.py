@@ -2,26 +2,43 @@
 
 `LineEncoder.encode(point, index)` gives, for every point it accepts, exactly the line that
 `influxdb.line_protocol.make_lines` makes for it (escaping, sorting and number formats
-included), several times faster: a collector's points repeat a few measurements, tag sets and
-field names, so their escaped and sorted text is cached and only values are formatted per
-point. Points that InfluxDB would reject, or that make_lines would silently mangle, raise
-`CollectorError` naming the point's index and the problem instead.
+included), several times faster: a collector's points repeat a few shapes (measurement, tag
+set, field names and value types), so each shape's escaped and sorted text is cached with a
+small function that formats only the values. Points that InfluxDB would reject, or that
+make_lines would silently mangle, raise `CollectorError` naming the point's index and the
+problem instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from dateutil.parser import parse as parse_date
 
 from .errors import CollectorError
 
 _NAME_ESCAPES = str.maketrans({"\\": "\\\\", " ": "\\ ", ",": "\\,", "=": "\\=", "\n": "\\n"})
-_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CACHE_LIMIT = 10_000  # entries per cache; a cache is emptied when it reaches this
+# Separates tag items from field names in a shape's cache key; no point can hold it.
+_FIELDS = object()
+
+# (series, fields, time) -> the line, or None when the careful path must make it
+Formatter = Callable[[str, Any, Any], "str | None"]
+
+
+class _Shape(NamedTuple):
+    measurement: str
+    series: str  # 'measurement,tag=value,...' escaped, tags sorted
+    keys: list[tuple[str, str]]  # [(field name, 'escaped name=')] sorted by name
+    format: Formatter
+
+
+def _escape_string(value: str) -> str:
+    # Three replace() calls, as make_lines does: several times faster than str.translate.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _nanoseconds(moment: datetime) -> int:
@@ -35,10 +52,10 @@ class LineEncoder:
     """Turns points (the dicts `InfluxDBClient.write_points` takes) into line protocol."""
 
     def __init__(self) -> None:
-        # (measurement, *tag items in the point's order) -> 'measurement,k=v,...' escaped
-        self._series: dict[tuple[Any, ...], str] = {}
-        # field names in the point's order -> [(name, 'escaped name=')] sorted
-        self._field_keys: dict[tuple[Any, ...] | None, list[tuple[str, str]]] = {}
+        # (measurement, *tag items, _FIELDS, *field names), in the point's order -> its shape
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
+        # (*keys, *value types) -> the formatter of those fields, shared by their series
+        self._formatters: dict[tuple[Any, ...], Formatter] = {}
         self._last_time_text = ""
         self._last_time = ""
 
@@ -48,51 +65,28 @@ class LineEncoder:
         A point without a time gets `default_time` (nanoseconds) when one is given.
         """
         try:  # the hot path: a point shaped like ones seen before
-            measurement: Any = point["measurement"]
             tags: Any = point.get("tags")
-            series = self._series[(measurement, *tags.items()) if tags else (measurement,)]
             fields: Any = point["fields"]
-            keys = self._field_keys[tuple(fields) if type(fields) is dict else None]
+            shape = self._shapes[
+                (point["measurement"], *tags.items(), _FIELDS, *fields)
+                if tags
+                else (point["measurement"], _FIELDS, *fields)
+            ]
+            moment = point.get("time")
+            if moment is None:
+                moment = default_time
+            line = shape.format(shape.series, fields, moment)  # TypeError: fields not a dict
+            if line is not None:
+                return line
         except (KeyError, TypeError, AttributeError):
-            measurement, tags, fields, series, keys = self._learn(point, index)
-        line = series
-        separator = " "
-        for key, prefix in keys:
-            value = fields[key]
-            kind = type(value)
-            if kind is int:
-                line = f"{line}{separator}{prefix}{value}i"
-            elif kind is float:
-                if value - value:  # inf - inf and nan - nan are nan, which is true
-                    raise _invalid(index, measurement, f"field {key!r} is {value}")
-                line = f"{line}{separator}{prefix}{value!r}"
-            elif kind is str:
-                line = f'{line}{separator}{prefix}"{value.translate(_STRING_ESCAPES)}"'
-            elif kind is bool:
-                line = f"{line}{separator}{prefix}{value}"
-            elif value is None:
-                continue
-            elif isinstance(value, (dict, list, tuple, set)):
-                raise _invalid(
-                    index,
-                    measurement,
-                    f"field {key!r} holds a nested {kind.__name__}: "
-                    "field values must be numbers, booleans or strings",
-                )
-            else:
-                raise _invalid(
-                    index,
-                    measurement,
-                    f"field {key!r} has a {kind.__name__} value: "
-                    "field values must be numbers, booleans or strings",
-                )
-            separator = ","
-        if separator == " ":
-            raise _invalid(index, measurement, "has no fields (all are None)")
-
-        moment = point.get("time")
+            shape = self._learn(point, index)
+            fields = point["fields"]
+            moment = point.get("time")
+            if moment is None:
+                moment = default_time
+        line = self._fields_carefully(shape, fields, index)
         if moment is None:
-            return line if default_time is None else f"{line} {default_time}"
+            return line
         if type(moment) is int:
             return f"{line} {moment}"
         if type(moment) is str:
@@ -101,7 +95,7 @@ class LineEncoder:
                     self._last_time = str(_nanoseconds(parse_date(moment)))
                 except (ValueError, OverflowError) as error:
                     raise _invalid(
-                        index, measurement, f"has a bad timestamp {moment!r} ({error})"
+                        index, shape.measurement, f"has a bad timestamp {moment!r} ({error})"
                     ) from None
                 self._last_time_text = moment
             return f"{line} {self._last_time}"
@@ -109,11 +103,86 @@ class LineEncoder:
             return f"{line} {_nanoseconds(moment)}"
         raise _invalid(
             index,
-            measurement,
+            shape.measurement,
             f"has a bad timestamp {moment!r}: use an int (ns), an ISO 8601 string or a datetime",
         )
 
-    def _learn(self, point: Any, index: int) -> tuple[str, Any, Any, str, list[tuple[str, str]]]:
+    def encode_into(
+        self,
+        lines: list[str],
+        points: Iterator[Any],
+        count: int,
+        first_index: int,
+        default_time: int | None,
+    ) -> None:
+        """Append to `lines` the lines of the next `count` points of `points` (fewer at its
+        end), as `encode` makes them; the first is the `first_index`-th point of the run.
+
+        The write path's loop: the hot path of `encode` without a call per point. On an
+        exception (from `points`, or an invalid point) `lines` holds the points before it.
+        """
+        shapes = self._shapes
+        append = lines.append
+        # range first: zip stops at its end without taking another point from `points`
+        for index, point in zip(range(first_index, first_index + count), points, strict=False):
+            try:
+                tags: Any = point.get("tags")
+                fields: Any = point["fields"]
+                shape = shapes[
+                    (point["measurement"], *tags.items(), _FIELDS, *fields)
+                    if tags
+                    else (point["measurement"], _FIELDS, *fields)
+                ]
+                moment = point.get("time")
+                line = shape.format(
+                    shape.series, fields, default_time if moment is None else moment
+                )
+                if line is not None:
+                    append(line)
+                    continue
+            except (KeyError, TypeError, AttributeError):
+                pass
+            append(self.encode(point, index, default_time))
+
+    def _fields_carefully(self, shape: _Shape, fields: Any, index: int) -> str:
+        """The line without its time, each value checked: what the shape's formatter left."""
+        line = shape.series
+        separator = " "
+        for key, prefix in shape.keys:
+            value = fields[key]
+            kind = type(value)
+            if kind is int:
+                line = f"{line}{separator}{prefix}{value}i"
+            elif kind is float:
+                if value - value:  # inf - inf and nan - nan are nan, which is true
+                    raise _invalid(index, shape.measurement, f"field {key!r} is {value}")
+                line = f"{line}{separator}{prefix}{value!r}"
+            elif kind is str:
+                line = f'{line}{separator}{prefix}"{_escape_string(value)}"'
+            elif kind is bool:
+                line = f"{line}{separator}{prefix}{value}"
+            elif value is None:
+                continue
+            elif isinstance(value, (dict, list, tuple, set)):
+                raise _invalid(
+                    index,
+                    shape.measurement,
+                    f"field {key!r} holds a nested {kind.__name__}: "
+                    "field values must be numbers, booleans or strings",
+                )
+            else:
+                raise _invalid(
+                    index,
+                    shape.measurement,
+                    f"field {key!r} has a {kind.__name__} value: "
+                    "field values must be numbers, booleans or strings",
+                )
+            separator = ","
+        if separator == " ":
+            raise _invalid(index, shape.measurement, "has no fields (all are None)")
+        return line
+
+    def _learn(self, point: Any, index: int) -> _Shape:
         """Check the shape of a point unlike those seen before, and remember its text parts."""
         if not isinstance(point, Mapping):
             raise _invalid(index, None, f"is a {type(point).__name__}, not a dict")
@@ -137,10 +206,6 @@ class LineEncoder:
                 )
             if value:
                 series += f",{key.translate(_NAME_ESCAPES)}={value.translate(_NAME_ESCAPES)}"
-        if type(tags) is dict and tags:
-            _cache(self._series, (measurement, *tags.items()), series)
-        elif not tags:
-            _cache(self._series, (measurement,), series)
 
         fields = point.get("fields")
         if not fields or not isinstance(fields, Mapping):
@@ -149,15 +214,97 @@ class LineEncoder:
             if type(key) is not str or not key:
                 raise _invalid(index, measurement, f"field key {key!r} is not a non-empty string")
         keys = [(key, f"{key.translate(_NAME_ESCAPES)}=") for key in sorted(fields)]
-        if type(fields) is dict:
-            _cache(self._field_keys, tuple(fields), keys)
-        return measurement, tags, fields, series, keys
+        types = [type(fields[key]) for key, _ in keys]
+        signature = (*keys, *types)
+        formatter = self._formatters.get(signature)
+        if formatter is None:
+            formatter = _formatter(keys, types)
+            if len(self._formatters) >= _CACHE_LIMIT:
+                self._formatters.clear()
+            self._formatters[signature] = formatter
+        shape = _Shape(measurement, series, keys, formatter)
+        if type(fields) is dict and (type(tags) is dict or not tags):
+            if len(self._shapes) >= _CACHE_LIMIT:
+                self._shapes.clear()
+            self._shapes[(measurement, *tags.items(), _FIELDS, *fields)] = shape
+        return shape
 
 
-def _cache(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
+def _careful(series: str, fields: Any, moment: Any) -> None:
+    """The formatter of a shape first seen with a value of no usual type: the careful path."""
+
+
+# The code of a formatter, by value type: how the value is checked and written after 'name='.
+_CHECKS = {int: "type(v{i}) is int", bool: "type(v{i}) is bool", str: "type(v{i}) is str"}
+_CHECKS[float] = "type(v{i}) is float and not v{i} - v{i}"  # inf - inf and nan - nan are nan
+_TEXTS = {
+    int: "{{v{i}!s}}i",
+    float: "{{v{i}!r}}",
+    bool: '{{"True" if v{i} else "False"}}',  # faster than formatting the bool
+    str: '"{{v{i}}}"',
+}
+_ESCAPE = r"""v{i} = v{i}.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")"""
+_makers: dict[tuple[type, ...], Callable[..., Formatter]] = {}
+
+
+def _formatter(keys: list[tuple[str, str]], types: list[type]) -> Formatter:
+    """A function that formats points with these fields fast, while their values keep these
+    types. All series with the same field names and types share it.
+
+    For field names ("count", "ratio") first seen with an int and a float it is, with the
+    names (k0, k1) and their escaped text (p0, p1) bound from the closure:
+
+        def format_line(series, fields, moment):
+            v0 = fields[k0]
+            v1 = fields[k1]
+            if type(v0) is int and type(v1) is float and not v1 - v1:
+                if type(moment) is int:
+                    return f"{series} {p0}{v0!s}i,{p1}{v1!r} {moment}"
+                if moment is None:
+                    return f"{series} {p0}{v0!s}i,{p1}{v1!r}"
+            return None
+
+    It returns None, leaving the point to the careful path, for other types (a None value, a
+    float that is not finite, another type) and a time that is not an int. Its code depends
+    only on the number and types of the fields: no name or value from a point is part of it.
+    Fields first seen with a value of another type get `_careful`.
+    """
+    if not all(kind in _TEXTS for kind in types):
+        return _careful
+    signature = tuple(types)
+    maker = _makers.get(signature)
+    if maker is None:
+        count = range(len(types))
+        names = ", ".join(["p0", *(f"joint{i}" for i in count[1:]), *(f"k{i}" for i in count)])
+        checks = " and ".join(_CHECKS[kind].format(i=i) for i, kind in enumerate(types))
+        escapes = "".join(
+            f"            {_ESCAPE.format(i=i)}\n" for i, kind in enumerate(types) if kind is str
+        )
+        text = "".join(
+            ("{series} {p0}" if i == 0 else f"{{joint{i}}}") + _TEXTS[kind].format(i=i)
+            for i, kind in enumerate(types)
+        )
+        source = (
+            f"def make({names}):\n"
+            "    def format_line(series, fields, moment):\n"
+            + "".join(f"        v{i} = fields[k{i}]\n" for i in count)
+            + f"        if {checks}:\n"
+            + escapes
+            + "            if type(moment) is int:\n"
+            f"                return f'{text} {{moment}}'\n"
+            "            if moment is None:\n"
+            f"                return f'{text}'\n"
+            "        return None\n"
+            "    return format_line\n"
+        )
+        namespace: dict[str, Any] = {}
+        exec(source, namespace)  # noqa: S102 - source made only of the fixed pieces above
+        maker = namespace["make"]
+        if len(_makers) >= _CACHE_LIMIT:
+            _makers.clear()
+        _makers[signature] = maker
+    joints = [f",{prefix}" for _, prefix in keys[1:]]  # ',p1', ...: fewer pieces to join
+    return maker(keys[0][1], *joints, *(key for key, _ in keys))
 
 
 def _invalid(index: int, measurement: str | None, problem: str) -> CollectorError:
