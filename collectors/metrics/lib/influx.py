@@ -9,6 +9,7 @@ import os
 import queue
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -237,6 +238,11 @@ class InfluxWriter:
         self._filling = lines
         iterator = iter(points)
         index = 0
+        # After each answer the sender needs the GIL for a moment to post the next batch; with
+        # the default 5 ms switch interval InfluxDB would wait that long while this thread
+        # encodes.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, 0.0005))
         try:
             while True:
                 encoder.encode_into(lines, iterator, batch_size, index, run_time)
@@ -249,6 +255,7 @@ class InfluxWriter:
         finally:
             # Once stopped, abandon() spools what is left: wait neither for room in the
             # queue nor for a request that hangs.
+            sys.setswitchinterval(switch_interval)
             if not self.stopping:
                 if lines:
                     hand_over(lines)
