@@ -179,13 +179,15 @@ class CollectorState:
     name: str
     scheduled: bool  # the timer is active (waiting)
     running: bool
-    last_result: str | None  # "success", "exit-code (status 1)", "timeout", None: never ran
+    last_result: (
+        str | None
+    )  # "success", "exit-code (status 1)", "timeout", "running", None: never ran
     last_run: datetime | None
     next_run: datetime | None
 
     @property
     def failed(self) -> bool:
-        return self.last_result is not None and self.last_result != "success"
+        return self.last_result not in (None, "success", "running")
 
 
 _SHOW_PROPERTIES = (
@@ -257,11 +259,13 @@ def collector_states(
     for name in names:
         timer = shown.get(collector_timer(name), {})
         service = shown.get(collector_service(name), {})
+        running = service.get("ActiveState") in ("activating", "active", "deactivating")
         states[name] = CollectorState(
             name=name,
             scheduled=timer.get("ActiveState") == "active",
-            running=service.get("ActiveState") in ("activating", "active", "deactivating"),
-            last_result=_last_result(service),
+            running=running,
+            # systemd resets Result when a run starts: "success" would be a guess.
+            last_result="running" if running else _last_result(service),
             last_run=_timestamp(timer.get("LastTriggerUSec"))
             or _timestamp(service.get("ExecMainStartTimestamp")),
             next_run=_next_run(timer),

@@ -271,6 +271,26 @@ ExecMainStartTimestamp=
     assert (new.last_result, new.failed, new.last_run, new.next_run) == (None, False, None, None)
 
 
+def test_a_collector_running_now_shows_running_not_the_result_systemd_reset(
+    shim: Shim,
+) -> None:
+    shim.answer(
+        "show",
+        """Id=metrics-collector@slow.timer
+ActiveState=active
+LastTriggerUSec=@1700000000
+
+Id=metrics-collector@slow.service
+ActiveState=activating
+Result=success
+ExecMainStatus=0
+ExecMainStartTimestamp=@1700000000
+""",
+    )
+    slow = collector_states(["slow"], systemctl=Systemctl())["slow"]
+    assert (slow.running, slow.last_result, slow.failed) == (True, "running", False)
+
+
 def test_collector_states_without_names_makes_no_call(shim: Shim) -> None:
     assert collector_states([], systemctl=Systemctl()) == {}
     assert shim.calls() == []
