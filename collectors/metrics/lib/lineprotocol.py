@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
+from itertools import islice
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from dateutil.parser import parse as parse_date
@@ -24,9 +26,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CACHE_LIMIT = 10_000  # entries per cache; a cache is emptied when it reaches this
 # Separates tag items from field names in a shape's cache key; no point can hold it.
 _FIELDS = object()
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})  # what a point without tags has
 
-# (series, fields, time) -> the line, or None when the careful path must make it
-Formatter = Callable[[str, Any, Any], "str | None"]
+# (fields, time) -> the line of one series, or None when the careful path must make it
+Formatter = Callable[[Any, Any], "str | None"]
 
 
 class _Shape(NamedTuple):
@@ -52,9 +55,11 @@ class LineEncoder:
     """Turns points (the dicts `InfluxDBClient.write_points` takes) into line protocol."""
 
     def __init__(self) -> None:
-        # (measurement, *tag items, _FIELDS, *field names), in the point's order -> its shape
+        # A series' key: (measurement, *tag values, *tag keys, _FIELDS, *field names), all in
+        # the point's order. Flat, without a tuple per tag, because it is made for every
+        # point; _FIELDS tells tag items from field names.
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
-        # (*keys, *value types) -> the formatter of those fields, shared by their series
+        # The same keys -> the shape's formatter, for the hot path's single lookup
         self._formatters: dict[tuple[Any, ...], Formatter] = {}
         self._last_time_text = ""
         self._last_time = ""
@@ -64,26 +69,20 @@ class LineEncoder:
 
         A point without a time gets `default_time` (nanoseconds) when one is given.
         """
-        try:  # the hot path: a point shaped like ones seen before
-            tags: Any = point.get("tags")
+        try:
             fields: Any = point["fields"]
-            shape = self._shapes[
-                (point["measurement"], *tags.items(), _FIELDS, *fields)
-                if tags
-                else (point["measurement"], _FIELDS, *fields)
-            ]
-            moment = point.get("time")
-            if moment is None:
-                moment = default_time
-            line = shape.format(shape.series, fields, moment)  # TypeError: fields not a dict
-            if line is not None:
-                return line
+            tags: Any = point.get("tags") or _NO_TAGS
+            key = (point["measurement"], *tags.values(), *tags, _FIELDS, *fields)
+            shape = self._shapes[key]
         except (KeyError, TypeError, AttributeError):
             shape = self._learn(point, index)
             fields = point["fields"]
-            moment = point.get("time")
-            if moment is None:
-                moment = default_time
+        moment = point.get("time")
+        if moment is None:
+            moment = default_time
+        line = shape.format(fields, moment)
+        if line is not None:
+            return line
         line = self._fields_carefully(shape, fields, index)
         if moment is None:
             return line
@@ -118,31 +117,30 @@ class LineEncoder:
         """Append to `lines` the lines of the next `count` points of `points` (fewer at its
         end), as `encode` makes them; the first is the `first_index`-th point of the run.
 
-        The write path's loop: the hot path of `encode` without a call per point. On an
+        The write path's loop: for a point shaped like one seen before whose values have the
+        usual types, one key, one lookup and one call. Anything else goes to `encode`. On an
         exception (from `points`, or an invalid point) `lines` holds the points before it.
         """
-        shapes = self._shapes
+        formatters = self._formatters
         append = lines.append
-        # range first: zip stops at its end without taking another point from `points`
-        for index, point in zip(range(first_index, first_index + count), points, strict=False):
+        no_tags = _NO_TAGS
+        fields_mark = _FIELDS
+        skipped = first_index - len(lines)  # a point's index is this plus len(lines)
+        # islice stops after `count` without taking another point from `points`.
+        for point in islice(points, count):
             try:
-                tags: Any = point.get("tags")
                 fields: Any = point["fields"]
-                shape = shapes[
-                    (point["measurement"], *tags.items(), _FIELDS, *fields)
-                    if tags
-                    else (point["measurement"], _FIELDS, *fields)
-                ]
+                tags: Any = point.get("tags") or no_tags
                 moment = point.get("time")
-                line = shape.format(
-                    shape.series, fields, default_time if moment is None else moment
-                )
+                line = formatters[
+                    (point["measurement"], *tags.values(), *tags, fields_mark, *fields)
+                ](fields, default_time if moment is None else moment)
                 if line is not None:
                     append(line)
                     continue
             except (KeyError, TypeError, AttributeError):
                 pass
-            append(self.encode(point, index, default_time))
+            append(self.encode(point, skipped + len(lines), default_time))
 
     def _fields_carefully(self, shape: _Shape, fields: Any, index: int) -> str:
         """The line without its time, each value checked: what the shape's formatter left."""
@@ -189,7 +187,7 @@ class LineEncoder:
         measurement = point.get("measurement")
         if type(measurement) is not str or not measurement:
             raise _invalid(index, None, "has no measurement (a non-empty string)")
-        tags = point.get("tags") or {}
+        tags = point.get("tags") or _NO_TAGS
         if not isinstance(tags, Mapping):
             raise _invalid(index, measurement, "tags is not a dict")
         series = measurement.translate(_NAME_ESCAPES)
@@ -214,54 +212,53 @@ class LineEncoder:
             if type(key) is not str or not key:
                 raise _invalid(index, measurement, f"field key {key!r} is not a non-empty string")
         keys = [(key, f"{key.translate(_NAME_ESCAPES)}=") for key in sorted(fields)]
-        types = [type(fields[key]) for key, _ in keys]
-        signature = (*keys, *types)
-        formatter = self._formatters.get(signature)
-        if formatter is None:
-            formatter = _formatter(keys, types)
-            if len(self._formatters) >= _CACHE_LIMIT:
-                self._formatters.clear()
-            self._formatters[signature] = formatter
+        formatter = _formatter(series, keys, [type(fields[key]) for key, _ in keys])
         shape = _Shape(measurement, series, keys, formatter)
-        if type(fields) is dict and (type(tags) is dict or not tags):
+        if type(fields) is dict and (type(tags) is dict or tags is _NO_TAGS):
             if len(self._shapes) >= _CACHE_LIMIT:
                 self._shapes.clear()
-            self._shapes[(measurement, *tags.items(), _FIELDS, *fields)] = shape
+                self._formatters.clear()
+            key = (measurement, *tags.values(), *tags, _FIELDS, *fields)
+            self._shapes[key] = shape
+            self._formatters[key] = formatter
         return shape
 
 
-def _careful(series: str, fields: Any, moment: Any) -> None:
+def _careful(fields: Any, moment: Any) -> None:
     """The formatter of a shape first seen with a value of no usual type: the careful path."""
 
 
 # The code of a formatter, by value type: how the value is checked and written after 'name='.
-_CHECKS = {int: "type(v{i}) is int", bool: "type(v{i}) is bool", str: "type(v{i}) is str"}
-_CHECKS[float] = "type(v{i}) is float and not v{i} - v{i}"  # inf - inf and nan - nan are nan
 _TEXTS = {
     int: "{{v{i}!s}}i",
     float: "{{v{i}!r}}",
     bool: '{{"True" if v{i} else "False"}}',  # faster than formatting the bool
     str: '"{{v{i}}}"',
 }
-_ESCAPE = r"""v{i} = v{i}.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")"""
+# Most strings need no escaping; three `in` tests cost less than three replace() calls.
+_ESCAPE = r"""            if "\\" in v{i} or '"' in v{i} or "\n" in v{i}:
+                v{i} = v{i}.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+"""
 _makers: dict[tuple[type, ...], Callable[..., Formatter]] = {}
 
 
-def _formatter(keys: list[tuple[str, str]], types: list[type]) -> Formatter:
-    """A function that formats points with these fields fast, while their values keep these
-    types. All series with the same field names and types share it.
+def _formatter(series: str, keys: list[tuple[str, str]], types: list[type]) -> Formatter:
+    """A function that formats the points of one series with these fields fast, while their
+    values keep these types. Its code is shared by all fields of the same number and types.
 
-    For field names ("count", "ratio") first seen with an int and a float it is, with the
-    names (k0, k1) and their escaped text (p0, p1) bound from the closure:
+    For the series 'queue,arch=amd64' and field names ("count", "ratio") first seen with an
+    int and a float it is, with the series and the first field's escaped name as `head`
+    ('queue,arch=amd64 count='), the other names as `joint1` (',ratio=') and the names as
+    k0 and k1, all bound from the closure:
 
-        def format_line(series, fields, moment):
+        def format_line(fields, moment):
             v0 = fields[k0]
             v1 = fields[k1]
             if type(v0) is int and type(v1) is float and not v1 - v1:
                 if type(moment) is int:
-                    return f"{series} {p0}{v0!s}i,{p1}{v1!r} {moment}"
+                    return f"{head}{v0!s}i{joint1}{v1!r} {moment}"
                 if moment is None:
-                    return f"{series} {p0}{v0!s}i,{p1}{v1!r}"
+                    return f"{head}{v0!s}i{joint1}{v1!r}"
             return None
 
     It returns None, leaving the point to the careful path, for other types (a None value, a
@@ -275,18 +272,20 @@ def _formatter(keys: list[tuple[str, str]], types: list[type]) -> Formatter:
     maker = _makers.get(signature)
     if maker is None:
         count = range(len(types))
-        names = ", ".join(["p0", *(f"joint{i}" for i in count[1:]), *(f"k{i}" for i in count)])
-        checks = " and ".join(_CHECKS[kind].format(i=i) for i, kind in enumerate(types))
-        escapes = "".join(
-            f"            {_ESCAPE.format(i=i)}\n" for i, kind in enumerate(types) if kind is str
-        )
+        names = ", ".join(["head", *(f"joint{i}" for i in count[1:]), *(f"k{i}" for i in count)])
+        checks = " and ".join(f"type(v{i}) is {kind.__name__}" for i, kind in enumerate(types))
+        floats = [f"v{i} - v{i}" for i, kind in enumerate(types) if kind is float]
+        if floats:
+            # Finite floats: 0.0 (false). An inf or a nan anywhere makes the sum nan (true).
+            checks += f" and not {' + '.join(floats)}"
+        escapes = "".join(_ESCAPE.format(i=i) for i, kind in enumerate(types) if kind is str)
         text = "".join(
-            ("{series} {p0}" if i == 0 else f"{{joint{i}}}") + _TEXTS[kind].format(i=i)
+            ("{head}" if i == 0 else f"{{joint{i}}}") + _TEXTS[kind].format(i=i)
             for i, kind in enumerate(types)
         )
         source = (
             f"def make({names}):\n"
-            "    def format_line(series, fields, moment):\n"
+            "    def format_line(fields, moment):\n"
             + "".join(f"        v{i} = fields[k{i}]\n" for i in count)
             + f"        if {checks}:\n"
             + escapes
@@ -304,7 +303,7 @@ def _formatter(keys: list[tuple[str, str]], types: list[type]) -> Formatter:
             _makers.clear()
         _makers[signature] = maker
     joints = [f",{prefix}" for _, prefix in keys[1:]]  # ',p1', ...: fewer pieces to join
-    return maker(keys[0][1], *joints, *(key for key, _ in keys))
+    return maker(f"{series} {keys[0][1]}", *joints, *(key for key, _ in keys))
 
 
 def _invalid(index: int, measurement: str | None, problem: str) -> CollectorError:
