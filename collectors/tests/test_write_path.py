@@ -18,6 +18,7 @@ import pytest
 from metrics.lib.basemetric import Metric
 from metrics.lib.errors import CollectorError
 from metrics.lib.influx import WriteSettings
+from metrics.lib.spool import Spool
 from metrics.testing import InfluxServer, Response, UpstreamServer, free_port
 
 
@@ -47,7 +48,12 @@ def spool_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "state" / "spool").glob("*.lp"))
 
 
-def test_points_and_health_point_are_written(influx: InfluxServer, database: str) -> None:
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_points_and_health_point_are_written(
+    influx: InfluxServer, database: str, monkeypatch: pytest.MonkeyPatch, connections: int
+) -> None:
+    monkeypatch.setattr(Metric, "write_settings", WriteSettings(connections=connections))
+
     Numbers(12_001).run()
 
     assert influx.count("numbers", database) == 12_001
@@ -75,7 +81,7 @@ def test_points_are_written_while_the_generator_still_runs(
 
     Watcher(100).run()
 
-    # Nine batches were handed over; at most two wait and one is in flight.
+    # Nine batches were handed over; at most one waits and two are in flight.
     assert seen_while_collecting[0] >= 60
     assert influx.count("numbers", database) == 100
 
@@ -328,6 +334,7 @@ import sys, time
 from pathlib import Path
 from metrics.lib.basemetric import Metric, main
 from metrics.lib.influx import WriteSettings
+from metrics.lib.spool import Spool
 
 class Hanging(Metric):
     collector_name = "hanging"
@@ -380,7 +387,7 @@ def test_sigterm_spools_every_unwritten_point_and_the_next_run_replays_them(
         assert process.returncode == 1, stderr
         assert seconds < 5, f"took {seconds:.1f} s to stop"
         assert "stopped by SIGTERM" in stderr
-        # One batch in flight, one queued, five points still being batched, the health point.
+        # Batches in flight or queued, five points still being batched, the health point.
         spooled = sorted(int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path))
         assert sum(spooled) == 25 + 1, spooled
 
@@ -431,3 +438,24 @@ def test_sigterm_during_retries_against_503_spools_the_batch(
     assert process.returncode == 1, stderr
     assert "HTTP 503: busy" in stderr
     assert sum(int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path)) == 25 + 1
+
+
+@pytest.mark.parametrize("name", ["batch_size", "connections", "attempts"])
+def test_write_settings_below_one_are_refused_by_name(name: str) -> None:
+    with pytest.raises(ValueError, match=f"WriteSettings.{name} must be at least 1"):
+        WriteSettings(**{name: 0})
+
+
+def test_a_full_spool_keeps_the_newest_batches_whatever_order_they_come_in(
+    tmp_path: Path,
+) -> None:
+    # Two senders may spool batch 1 after batches 2 to 4.
+    spool = Spool(tmp_path / "spool", max_bytes=300)
+    body = b"x" * 100
+    for made in (2, 3, 4):
+        assert spool.add(body, 10 + made, made=made) == 0
+
+    assert spool.add(body, 11, made=1) == 11
+    assert spool.add(body, 15, made=5) == 12
+
+    assert [batch.points for batch in spool.batches()] == [13, 14, 15]

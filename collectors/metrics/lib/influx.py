@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -92,17 +92,26 @@ def _flag(value: Any) -> bool:
 class WriteSettings:
     """How hard a run tries before it spools: at most `retry_budget` seconds per run.
 
-    Worst case with InfluxDB down or hanging: one batch spends the budget (30 s: attempts of
-    at most `timeout` s each, with backoff sleeps between them); after that the run is marked
-    down and every later batch goes straight to the spool.
+    Worst case with InfluxDB down or hanging: the batches in flight (one per connection, at
+    the same time) spend the budget (30 s: attempts of at most `timeout` s each, with backoff
+    sleeps between them); after that the run is marked down and every later batch goes
+    straight to the spool.
     """
 
     batch_size: int = 5000
+    # Requests in flight at once, each on its own keep-alive connection. InfluxDB answers a
+    # write only once its WAL has it, so while one request waits the server has CPU to spare.
+    connections: int = 2
     timeout: float = 10.0  # seconds per request (connect, and each read)
     attempts: int = 5  # per batch, for connection errors, timeouts, 5xx and 429
     backoff: float = 0.5  # seconds; doubles per attempt, with full jitter
     max_backoff: float = 4.0
     retry_budget: float = 30.0  # seconds from a batch's first attempt to giving up on it
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "connections", "attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WriteSettings.{name} must be at least 1")
 
 
 @dataclass
@@ -121,6 +130,12 @@ class Stopped(BaseException):
     """
 
 
+class _Batch(NamedTuple):
+    body: bytes
+    points: int
+    made: int  # when it was made (ns since the epoch, increasing): its place in the spool
+
+
 class _Unreachable(Exception):
     """InfluxDB could not take a batch now; it goes to the spool."""
 
@@ -130,7 +145,8 @@ class _Rejected(Exception):
 
 
 class InfluxWriter:
-    """Writes points in batches, replaying the spool first; holds at most four batches.
+    """Writes points in batches, replaying the spool first; holds at most
+    `connections` + 2 batches (four by default).
 
     `stop()` (on SIGTERM) ends retries at once; `abandon()` then spools every batch that is
     not confirmed written, so a stopped run loses nothing.
@@ -147,13 +163,8 @@ class InfluxWriter:
         self.database = credentials.database
         scheme = "https" if credentials.ssl else "http"
         self.url = f"{scheme}://{credentials.host}:{credentials.port}"
-        # The requests session InfluxDBClient would use, driven directly: one keep-alive
-        # connection, and the timeouts, retries and stop decided here.
-        self.session = requests.Session()
-        self.session.verify = credentials.verify_ssl
-        if credentials.username:
-            self.session.auth = (credentials.username, credentials.password)
-        self.session.headers["Content-Type"] = "application/octet-stream"
+        self._credentials = credentials
+        self._sessions = [self._new_session()]  # the first also replays the spool
         # Points without a time get the run's, so that a replayed batch overwrites its twin.
         self.run_time = time.time_ns()
         self.result = WriteResult()
@@ -162,9 +173,20 @@ class InfluxWriter:
         # Batches handed to the sender thread and not yet written, spooled or refused, and the
         # lines of the batch being filled: what abandon() must spool. Changed under _lock.
         self._lock = threading.Lock()
-        self._unconfirmed: list[tuple[bytes, int]] = []
+        self._unconfirmed: list[_Batch] = []
+        self._last_made = 0
         self._filling: list[str] = []
         self.log = logging.getLogger("metrics.influx")
+
+    def _new_session(self) -> requests.Session:
+        """The requests session InfluxDBClient would use, driven directly: a keep-alive
+        connection, and the timeouts, retries and stop decided here. One per thread."""
+        session = requests.Session()
+        session.verify = self._credentials.verify_ssl
+        if self._credentials.username:
+            session.auth = (self._credentials.username, self._credentials.password)
+        session.headers["Content-Type"] = "application/octet-stream"
+        return session
 
     @property
     def stopping(self) -> bool:
@@ -180,17 +202,22 @@ class InfluxWriter:
         with self._lock:
             pending, self._unconfirmed = self._unconfirmed, []
             if self._filling:
-                pending.append((_body(self._filling), len(self._filling)))
+                pending.append(self._batch(self._filling))
                 self._filling = []
-            for body, points in pending:
-                self._spool(body, points)
+            for batch in pending:
+                self._spool(batch)
+
+    def _batch(self, lines: list[str]) -> _Batch:
+        # Spooled batches keep the order they were made in, whichever sender spools them.
+        self._last_made = max(time.time_ns(), self._last_made + 1)
+        return _Batch(_body(lines), len(lines), self._last_made)
 
     def replay_spool(self) -> None:
         for batch in self.spool.batches():
             if self._down or self.stopping:
                 return
             try:
-                self._post(batch.read())
+                self._post(self._sessions[0], batch.read())
             except _Unreachable:
                 return
             except _Rejected as error:
@@ -205,35 +232,44 @@ class InfluxWriter:
     def write(self, points: Iterable[Any]) -> None:
         """Encode and send `points`; on an exception from `points`, send what came before it.
 
-        A sender thread posts one batch while this thread encodes the next (the request
-        releases the GIL), so the collector and InfluxDB work at the same time. The queue
-        between them holds at most two batches, which bounds memory. On `Stopped` the caller
+        Sender threads (`connections` of them) post batches while this thread encodes the
+        next (a request releases the GIL), so the collector and InfluxDB work at the same
+        time. The queue between them holds one batch: with the batches in flight and the one
+        being filled, at most `connections` + 2 batches are in memory. On `Stopped` the caller
         calls abandon().
         """
         encoder = LineEncoder()
         run_time = self.run_time
         batch_size = self.settings.batch_size
-        batches: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
+        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         failures: list[BaseException] = []
 
-        def send_batches() -> None:
+        def send_batches(session: requests.Session) -> None:
             while (batch := batches.get()) is not None:
                 if not failures and not self.stopping:
                     try:
-                        self._send(*batch)
+                        self._send(session, batch)
                     except BaseException as error:  # re-raised by the encoding thread
                         failures.append(error)
 
         def hand_over(lines: list[str]) -> None:
-            batch = (_body(lines), len(lines))
+            batch = self._batch(lines)
             with self._lock:
                 self._unconfirmed.append(batch)
                 self._filling = []
             batches.put(batch)
 
-        # A daemon: after SIGTERM, a request that hangs must not keep the process alive.
-        sender = threading.Thread(target=send_batches, name="influx-sender", daemon=True)
-        sender.start()
+        while len(self._sessions) < self.settings.connections:
+            self._sessions.append(self._new_session())
+        # Daemons: after SIGTERM, a request that hangs must not keep the process alive.
+        senders = [
+            threading.Thread(
+                target=send_batches, args=(session,), name=f"influx-sender-{number}", daemon=True
+            )
+            for number, session in enumerate(self._sessions[: self.settings.connections])
+        ]
+        for sender in senders:
+            sender.start()
         lines: list[str] = []
         self._filling = lines
         iterator = iter(points)
@@ -242,7 +278,7 @@ class InfluxWriter:
         # the default 5 ms switch interval InfluxDB would wait that long while this thread
         # encodes.
         switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch_interval, 0.0005))
+        sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
         try:
             while True:
                 encoder.encode_into(lines, iterator, batch_size, index, run_time)
@@ -259,48 +295,50 @@ class InfluxWriter:
             if not self.stopping:
                 if lines:
                     hand_over(lines)
-                batches.put(None)
-                while sender.is_alive() and not self.stopping:
-                    sender.join(0.05)
+                for _ in senders:
+                    batches.put(None)
+                for sender in senders:
+                    while sender.is_alive() and not self.stopping:
+                        sender.join(0.05)
         if self.stopping:
             self.abandon()
         elif failures:
             raise failures[0]
 
-    def _send(self, body: bytes, points: int) -> None:
+    def _send(self, session: requests.Session, batch: _Batch) -> None:
         if not self._down:
             try:
-                self._post(body)
+                self._post(session, batch.body)
             except _Unreachable:
                 pass
             except _Rejected as error:
                 with self._lock:
-                    self._confirm(body)
+                    self._confirm(batch)
                     self.result.errors.append(str(error))
                 self.log.error("%s", error)
                 return
             else:
                 with self._lock:
-                    if self._confirm(body):
-                        self.result.written += points
+                    if self._confirm(batch):
+                        self.result.written += batch.points
                 return
         with self._lock:
-            if self._confirm(body):
-                self._spool(body, points)
+            if self._confirm(batch):
+                self._spool(batch)
 
-    def _confirm(self, body: bytes) -> bool:
-        """Take `body` off the unconfirmed list; False if abandon() already spooled it."""
-        for index, (pending, _) in enumerate(self._unconfirmed):
-            if pending is body:
+    def _confirm(self, batch: _Batch) -> bool:
+        """Take `batch` off the unconfirmed list; False if abandon() already spooled it."""
+        for index, pending in enumerate(self._unconfirmed):
+            if pending is batch:
                 del self._unconfirmed[index]
                 return True
         return False
 
-    def _spool(self, body: bytes, points: int) -> None:
-        self.result.dropped += self.spool.add(body, points)
-        self.result.spooled += points
+    def _spool(self, batch: _Batch) -> None:
+        self.result.dropped += self.spool.add(batch.body, batch.points, made=batch.made)
+        self.result.spooled += batch.points
 
-    def _post(self, body: bytes) -> None:
+    def _post(self, session: requests.Session, body: bytes) -> None:
         settings = self.settings
         give_up_at = time.monotonic() + settings.retry_budget
         for attempt in itertools.count(1):
@@ -308,7 +346,7 @@ class InfluxWriter:
                 raise _Unreachable("stopped")
             timeout = max(0.1, min(settings.timeout, give_up_at - time.monotonic()))
             try:
-                response = self.session.post(
+                response = session.post(
                     f"{self.url}/write",
                     params={"db": self.database},
                     data=body,
@@ -345,13 +383,16 @@ class InfluxWriter:
                 raise _Unreachable("stopped")
 
     def _give_up(self, message: str) -> None:
-        if not self._down:
+        with self._lock:  # two senders may give up at once: report it once
+            first, self._down = not self._down, True
+            if first:
+                self.result.errors.append(message)
+        if first:
             self.log.error("%s", message)
-            self.result.errors.append(message)
-        self._down = True
         raise _Unreachable(message)
 
 
+_SWITCH_INTERVAL = 0.0005  # seconds; see write()
 _FIELD_CONFLICT = re.compile(r'input field "(?P<field>[^"]+)" on measurement "(?P<m>[^"]+)"')
 _UNPARSABLE = re.compile(r"unable to parse '(?P<line>[^']*)'")
 

@@ -1,7 +1,8 @@
 """A bounded on-disk queue of line protocol batches that could not be written yet.
 
-One file per batch, named `<nanoseconds>-<sequence>-<points>.lp` so that names sort oldest
-first and the point count is known without reading the file. A file appears atomically
+One file per batch, named `<nanoseconds>-<sequence>-<points>.lp`, the nanoseconds being when
+the batch was made, so that names sort oldest first (also when two senders spool batches out
+of order) and the point count is known without reading the file. A file appears atomically
 (written to a temporary name, flushed to disk, renamed) and is deleted only after InfluxDB
 accepted it, so a crash may replay a batch twice but never loses one; InfluxDB keeps one point
 per measurement, tag set and timestamp, so a replayed point overwrites its twin.
@@ -45,8 +46,12 @@ class Spool:
         for path in sorted(self.directory.glob("*.lp")):
             yield SpooledBatch(path, int(path.stem.rsplit("-", 1)[1]))
 
-    def add(self, body: bytes, points: int) -> int:
-        """Keep `body` for a later run; returns how many older points were dropped for room."""
+    def add(self, body: bytes, points: int, made: int | None = None) -> int:
+        """Keep `body` for a later run; returns how many older points were dropped for room.
+
+        `made`: when the batch was made (ns since the epoch), which places it among the
+        others; now if not given.
+        """
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         dropped = 0
         if len(body) > self.max_bytes:
@@ -57,10 +62,20 @@ class Spool:
                 self.max_bytes,
             )
             return points
+        self._sequence += 1
+        made = time.time_ns() if made is None else made
+        name = f"{made:020d}-{os.getpid():07d}{self._sequence:06d}-{points}.lp"
         sizes = [(batch, batch.path.stat().st_size) for batch in self.batches()]
         used = sum(size for _, size in sizes)
+        keep = True
         for batch, size in sizes:
             if used + len(body) <= self.max_bytes:
+                break
+            if batch.path.name > name:
+                # Every batch left is newer than this one (a sender spooled a later batch
+                # first): this one is the oldest, so it is the one to drop.
+                keep = False
+                dropped += points
                 break
             batch.delete()
             used -= size
@@ -71,8 +86,8 @@ class Spool:
                 self.max_bytes,
                 dropped,
             )
-        self._sequence += 1
-        name = f"{time.time_ns():020d}-{os.getpid():07d}{self._sequence:06d}-{points}.lp"
+        if not keep:
+            return dropped
         partial = self.directory / f".{name}.partial"
         with partial.open("wb") as file:
             file.write(body)
