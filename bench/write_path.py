@@ -1,22 +1,24 @@
 """Write path throughput and memory, all measured in one run against one local influxd.
 
-    .venv/bin/python bench/write_path.py [--sizes 100000 1000000] [--repeats 3]
+    .venv/bin/python bench/write_path.py [--sizes 100000 1000000] [--repeats 5]
 
 For each size it writes the same points three ways, each in its own child process (so peak
 RSS is that way's alone) and its own database:
 
   (a) this framework: a Metric whose collect() is a generator, run() streaming 5,000-point
-      batches;
+      batches (two requests in flight, its default);
   (b) the original ubuntu-release-metrics way: collect() returns a list and
       InfluxDBClient.write_points(points) sends it in one call;
   (c) the server's limit: the same points encoded beforehand (not timed), posted as
-      5,000-line requests over one keep-alive connection.
+      5,000-line requests over one keep-alive connection;
+  (c2) for information: (c) with two connections, two requests in flight as (a) has.
 
 The machine is shared and has two cores, which influxd and the writer share, so other load
-moves every figure. To be fair to both sides, (a) and (c) run `--repeats` times each,
-interleaved (c, a, c, a, ...), and the script prints the median and the best of each and the
-ratio a/c for both; the load average is printed at the start and the end. Targets:
-a >= 85% of c, a >= 2x b, a's peak RSS under 80 MB at 1,000,000 points.
+moves every figure. To be fair to all, (a), (c) and (c2) run `--repeats` times each (5 by
+default), interleaved (c, a, c2, c, a, c2, ...), and the script prints the median and the
+best of each and the ratios a/c and a/c2 for both; the load average is printed at the start
+and the end. Targets: a >= 85% of c, a >= 2x b, a's peak RSS under 80 MB at 1,000,000
+points.
 
 It also prints the encoder's speed against influxdb.line_protocol.make_lines on the same
 points, for several shapes of point and a mix of them: CPU time (process_time) of the best of
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,7 +80,7 @@ def child(way: str, count: int, port: int, database: str) -> dict[str, Any]:
     """One way, one size, in this (child) process; returns seconds, peak RSS and any error."""
     client = InfluxDBClient("127.0.0.1", port, database=database, timeout=300)
     error = ""
-    if way == "c":
+    if way in ("c", "c2"):
         encoder = LineEncoder()
         bodies = []
         batch: list[str] = []
@@ -88,11 +91,23 @@ def child(way: str, count: int, port: int, database: str) -> dict[str, Any]:
                 batch = []
         if batch:
             bodies.append(("\n".join(batch) + "\n").encode())
-        session = requests.Session()
         url = f"http://127.0.0.1:{port}/write"
+
+        def post(bodies: Iterator[bytes]) -> None:
+            session = requests.Session()
+            for body in bodies:  # shared by the threads: each takes the next body left
+                response = session.post(url, params={"db": database}, data=body, timeout=300)
+                response.raise_for_status()
+
+        shared = iter(bodies)
+        threads = [
+            threading.Thread(target=post, args=(shared,)) for _ in range(2 if way == "c2" else 1)
+        ]
         started = time.perf_counter()
-        for body in bodies:
-            session.post(url, params={"db": database}, data=body, timeout=300).raise_for_status()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     elif way == "b":
         started = time.perf_counter()
         try:
@@ -206,7 +221,7 @@ def summary(results: list[dict[str, Any]]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write path throughput and memory.")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and of (c)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of (a), (c) and (c2)")
     parser.add_argument("--child", nargs=4, metavar=("WAY", "COUNT", "PORT", "DB"))
     args = parser.parse_args()
     if args.child:
@@ -230,16 +245,21 @@ def main() -> None:
         print(f"  {shape:<52} {rate:>9,.0f} points/s {speedup:5.1f}x")
     with InfluxServer() as influx:
         for count in args.sizes:
-            # (a) and (c) interleaved, so that other load hurts neither more than the other.
-            runs: dict[str, list[dict[str, Any]]] = {"a": [], "c": []}
+            # (a), (c) and (c2) interleaved, so that other load hurts none more than another.
+            runs: dict[str, list[dict[str, Any]]] = {"a": [], "c": [], "c2": []}
             for attempt in range(args.repeats):
-                for way in ("c", "a"):
+                for way in ("c", "a", "c2"):
                     runs[way].append(measure(way, count, influx, str(attempt)))
             runs["b"] = [measure("b", count, influx, "0")]
-            print(f"\n{count:,} points ({args.repeats} runs of a and c, interleaved)")
-            names = {"a": "framework", "b": "write_points", "c": "server limit"}
+            print(f"\n{count:,} points ({args.repeats} runs of a, c and c2, interleaved)")
+            names = {
+                "a": "framework",
+                "b": "write_points",
+                "c": "server limit",
+                "c2": "2 connections",
+            }
             rates = {}
-            for way in "abc":
+            for way in ("a", "b", "c", "c2"):
                 results = runs[way]
                 rates[way] = summary(results)
                 median, best = rates[way]
@@ -247,8 +267,9 @@ def main() -> None:
                 landed = min(result["landed"] for result in results)
                 errors = "; ".join(sorted({result["error"] for result in results} - {""}))
                 each = ", ".join(f"{result['rate']:,.0f}" for result in results)
+                label = f"({way})"
                 print(
-                    f"  ({way}) {names[way]:<13} median {median:>10,.0f}  best {best:>10,.0f}"
+                    f"  {label:<4} {names[way]:<13} median {median:>10,.0f}  best {best:>10,.0f}"
                     f" points/s  peak RSS {rss:6.1f} MB  landed {landed:>9,}  {errors}"
                 )
                 if len(results) > 1:
@@ -257,6 +278,11 @@ def main() -> None:
             print(
                 f"  a/c = {a_median / c_median:.2f} (medians), {a_best / c_best:.2f} (bests)"
                 " (target >= 0.85)"
+            )
+            c2_median, c2_best = rates["c2"]
+            print(
+                f"  a/c2 = {a_median / c2_median:.2f} (medians), {a_best / c2_best:.2f} (bests)"
+                " (for information: the same number of requests in flight)"
             )
             print(
                 f"  a/b = {a_median / b_rate:.2f} (a's median) (target >= 2)"
