@@ -44,6 +44,13 @@ def health(influx: InfluxServer, database: str) -> list[dict[str, Any]]:
     return influx.query('SELECT * FROM "collector_run"', database)
 
 
+def write_to(monkeypatch: pytest.MonkeyPatch, host: str, port: int | str) -> None:
+    """Point manual runs (INFLUXDB_*) at database "metrics" of a server of the test's own."""
+    monkeypatch.setenv("INFLUXDB_HOSTNAME", host)
+    monkeypatch.setenv("INFLUXDB_PORT", str(port))
+    monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+
+
 def spool_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "state" / "spool").glob("*.lp"))
 
@@ -192,9 +199,7 @@ def test_spool_is_replayed_once_after_influxd_comes_back(
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     with InfluxServer() as influx:
         influx.create_database("metrics")
-        monkeypatch.setenv("INFLUXDB_HOSTNAME", influx.host)
-        monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
-        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        write_to(monkeypatch, influx.host, influx.port)
         influx.stop()
 
         with pytest.raises(CollectorError, match="points are spooled and replayed by the next"):
@@ -283,9 +288,7 @@ def test_rejected_credentials_are_spooled_and_never_logged(
         influx.create_database("metrics")
         influx.create_user("collector", "right-horse-battery")
         influx.grant("collector", "metrics", "WRITE")
-        monkeypatch.setenv("INFLUXDB_HOSTNAME", influx.host)
-        monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
-        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        write_to(monkeypatch, influx.host, influx.port)
         monkeypatch.setenv("INFLUXDB_USERNAME", "collector")
         monkeypatch.setenv("INFLUXDB_PASSWORD", "wrong-staple-secret")
 
@@ -316,9 +319,7 @@ def test_server_errors_and_429_are_retried(
     ]
     with UpstreamServer({"/write": answers}) as server:
         host, port = server.url.removeprefix("http://").split(":")
-        monkeypatch.setenv("INFLUXDB_HOSTNAME", host)
-        monkeypatch.setenv("INFLUXDB_PORT", port)
-        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        write_to(monkeypatch, host, port)
 
         Numbers(2).run()
 
@@ -359,9 +360,7 @@ def test_sigterm_spools_every_unwritten_point_and_the_next_run_replays_them(
     marker = tmp_path / "collected"
     with InfluxServer() as influx:
         influx.create_database("metrics")
-        monkeypatch.setenv("INFLUXDB_HOSTNAME", influx.host)
-        monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
-        monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
+        write_to(monkeypatch, influx.host, influx.port)
         influx.stop()
         collectors = Path(__file__).resolve().parents[1]
         process = subprocess.Popen(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from trees import write_tree
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -30,18 +31,6 @@ def workload(*args: str, path: str | None = None) -> subprocess.CompletedProcess
         timeout=300,
         check=False,
     )
-
-
-def write_tree(folder: Path, collectors: dict[str, str]) -> Path:
-    for name, text in {
-        "metrics/__init__.py": "",
-        "metrics/collectors/__init__.py": "",
-        **{f"metrics/collectors/{n}/__init__.py": t for n, t in collectors.items()},
-    }.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return folder
 
 
 GOOD = 'RUN_INTERVAL = "15s"\n\n\ndef run_metric(dry_run=False, verbose=False):\n    pass\n'

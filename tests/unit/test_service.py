@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from trees import write_tree
 
 from workload import (
     InfluxCredentials,
@@ -37,19 +38,6 @@ def collector(interval: str = "5m") -> str:
         f'RUN_INTERVAL = "{interval}"\n\n\n'
         "def run_metric(dry_run=False, verbose=False):\n    pass\n"
     )
-
-
-def write_tree(folder: Path, collectors: dict[str, str]) -> Path:
-    """A collectors tree (the folder holding metrics/) with these collectors' __init__.py."""
-    for name, text in {
-        "metrics/__init__.py": "",
-        "metrics/collectors/__init__.py": "",
-        **{f"metrics/collectors/{n}/__init__.py": t for n, t in collectors.items()},
-    }.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return folder
 
 
 class Recorder(Systemctl):
