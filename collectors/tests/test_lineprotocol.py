@@ -118,6 +118,29 @@ def test_shapes_seen_with_other_value_types_are_encoded_like_make_lines() -> Non
     assert lines[1] == "m,t=a v=1.5,w=True 2"
 
 
+def test_one_series_with_changing_field_names_is_encoded_like_make_lines() -> None:
+    # The hot path finds a formatter by series alone; the formatter must notice a point of
+    # that series with one field more, one fewer, another name or the names reordered.
+    fields = [
+        {"a": 1, "b": 2},
+        {"a": 1, "b": 2, "c": 3},
+        {"a": 1},
+        {"a": 1, "c": 2},
+        {"b": 2, "a": 1},
+        {"c": 3, "d": 4},
+        {"a": 1, "b": 2},
+    ]
+    points = [
+        {"measurement": "m", "tags": {"t": "x"}, "fields": f, "time": i}
+        for i, f in enumerate(fields * 2)
+    ]
+    lines: list[str] = []
+    LineEncoder().encode_into(lines, iter(points), 100, 0, None)
+
+    assert "\n".join(lines) + "\n" == make_lines({"points": points})
+    assert lines[1:4] == ["m,t=x a=1i,b=2i,c=3i 1", "m,t=x a=1i 2", "m,t=x a=1i,c=2i 3"]
+
+
 def test_encode_into_names_the_run_index_of_a_bad_point_and_keeps_the_lines_before() -> None:
     points = iter([{"measurement": "m", "fields": {"v": i}} for i in range(3)])
     lines: list[str] = []

@@ -55,11 +55,14 @@ class LineEncoder:
     """Turns points (the dicts `InfluxDBClient.write_points` takes) into line protocol."""
 
     def __init__(self) -> None:
-        # A series' key: (measurement, *tag values, *tag keys, _FIELDS, *field names), all in
+        # A shape's key: (measurement, *tag values, *tag keys, _FIELDS, *field names), all in
         # the point's order. Flat, without a tuple per tag, because it is made for every
         # point; _FIELDS tells tag items from field names.
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
-        # The same keys -> the shape's formatter, for the hot path's single lookup
+        # The hot path's key, without the field names: (measurement, *tag values, *tag
+        # keys) -> the formatter of the fields last learned for that series. The formatter
+        # checks the field names itself (their number, and a lookup each), for less than
+        # putting them in the key costs; a point with other fields takes the slower path.
         self._formatters: dict[tuple[Any, ...], Formatter] = {}
         self._last_time_text = ""
         self._last_time = ""
@@ -124,7 +127,6 @@ class LineEncoder:
         formatters = self._formatters
         append = lines.append
         no_tags = _NO_TAGS
-        fields_mark = _FIELDS
         skipped = first_index - len(lines)  # a point's index is this plus len(lines)
         # islice stops after `count` without taking another point from `points`.
         for point in islice(points, count):
@@ -132,9 +134,9 @@ class LineEncoder:
                 fields: Any = point["fields"]
                 tags: Any = point.get("tags") or no_tags
                 moment = point.get("time")
-                line = formatters[
-                    (point["measurement"], *tags.values(), *tags, fields_mark, *fields)
-                ](fields, default_time if moment is None else moment)
+                line = formatters[(point["measurement"], *tags.values(), *tags)](
+                    fields, default_time if moment is None else moment
+                )
                 if line is not None:
                     append(line)
                     continue
@@ -218,9 +220,8 @@ class LineEncoder:
             if len(self._shapes) >= _CACHE_LIMIT:
                 self._shapes.clear()
                 self._formatters.clear()
-            key = (measurement, *tags.values(), *tags, _FIELDS, *fields)
-            self._shapes[key] = shape
-            self._formatters[key] = formatter
+            self._shapes[(measurement, *tags.values(), *tags, _FIELDS, *fields)] = shape
+            self._formatters[(measurement, *tags.values(), *tags)] = formatter
         return shape
 
 
@@ -254,15 +255,16 @@ def _formatter(series: str, keys: list[tuple[str, str]], types: list[type]) -> F
         def format_line(fields, moment):
             v0 = fields[k0]
             v1 = fields[k1]
-            if type(v0) is int and type(v1) is float and not v1 - v1:
+            if len(fields) == 2 and type(v0) is int and type(v1) is float and not v1 - v1:
                 if type(moment) is int:
                     return f"{head}{v0!s}i{joint1}{v1!r} {moment}"
                 if moment is None:
                     return f"{head}{v0!s}i{joint1}{v1!r}"
             return None
 
-    It returns None, leaving the point to the careful path, for other types (a None value, a
-    float that is not finite, another type) and a time that is not an int. Its code depends
+    It returns None, leaving the point to the careful path, for other fields (a name missing
+    raises KeyError, one more is caught by the count), other types (a None value, a float
+    that is not finite, another type) and a time that is not an int. Its code depends
     only on the number and types of the fields: no name or value from a point is part of it.
     Fields first seen with a value of another type get `_careful`.
     """
@@ -273,7 +275,9 @@ def _formatter(series: str, keys: list[tuple[str, str]], types: list[type]) -> F
     if maker is None:
         count = range(len(types))
         names = ", ".join(["head", *(f"joint{i}" for i in count[1:]), *(f"k{i}" for i in count)])
-        checks = " and ".join(f"type(v{i}) is {kind.__name__}" for i, kind in enumerate(types))
+        checks = f"len(fields) == {len(types)} and " + " and ".join(
+            f"type(v{i}) is {kind.__name__}" for i, kind in enumerate(types)
+        )
         floats = [f"v{i} - v{i}" for i, kind in enumerate(types) if kind is float]
         if floats:
             # Finite floats: 0.0 (false). An inf or a nan anywhere makes the sum nan (true).
