@@ -335,7 +335,6 @@ import sys, time
 from pathlib import Path
 from metrics.lib.basemetric import Metric, main
 from metrics.lib.influx import WriteSettings
-from metrics.lib.spool import Spool
 
 class Hanging(Metric):
     collector_name = "hanging"

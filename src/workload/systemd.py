@@ -179,9 +179,8 @@ class CollectorState:
     name: str
     scheduled: bool  # the timer is active (waiting)
     running: bool
-    last_result: (
-        str | None
-    )  # "success", "exit-code (status 1)", "timeout", "running", None: never ran
+    # "success", "exit-code (status 1)", "timeout", "running", None: never ran
+    last_result: str | None
     last_run: datetime | None
     next_run: datetime | None
 
