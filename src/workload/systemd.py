@@ -38,6 +38,10 @@ from .units import (
     is_generated_name,
 )
 
+# `systemctl show` prints timestamps in the local time zone; in UTC they parse the same on
+# every systemd (`--timestamp=unix` arrived after 249, Ubuntu 22.04's).
+_ENVIRONMENT_OVERRIDES = {"TZ": "UTC"}
+
 
 class SystemctlError(RuntimeError):
     """A systemctl or journalctl call failed; the message names the command and its error."""
@@ -59,7 +63,13 @@ class Systemctl:
     @staticmethod
     def _call(program: str, args: Sequence[str], check: bool) -> subprocess.CompletedProcess[str]:
         try:
-            result = subprocess.run([program, *args], capture_output=True, text=True, check=False)
+            result = subprocess.run(
+                [program, *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, **_ENVIRONMENT_OVERRIDES},
+            )
         except OSError as error:
             raise SystemctlError(f"{program} could not run: {error}") from None
         if check and result.returncode != 0:
@@ -203,9 +213,7 @@ _SHOW_PROPERTIES = (
 
 def _show(systemctl: Systemctl, units: Sequence[str]) -> dict[str, dict[str, str]]:
     """Properties of each unit, from one `systemctl show` call, keyed by unit name."""
-    output = systemctl.run(
-        "show", "--timestamp=unix", f"--property={','.join(_SHOW_PROPERTIES)}", *units
-    ).stdout
+    output = systemctl.run("show", f"--property={','.join(_SHOW_PROPERTIES)}", *units).stdout
     shown: dict[str, dict[str, str]] = {}
     for block in output.split("\n\n"):
         properties = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -215,11 +223,16 @@ def _show(systemctl: Systemctl, units: Sequence[str]) -> dict[str, dict[str, str
 
 
 def _timestamp(value: str | None) -> datetime | None:
-    """A `--timestamp=unix` value ("@1700000000"); None when unset."""
-    if not value or not value.startswith("@"):
+    """A timestamp as `systemctl show` prints it with TZ=UTC ("Thu 2026-12-03 23:40:01 UTC");
+    None when unset ("", "n/a") or in another form."""
+    fields = (value or "").split()
+    if len(fields) != 4 or fields[3] != "UTC":
         return None
-    seconds = int(value[1:])
-    return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds > 0 else None
+    try:
+        moment = datetime.strptime(f"{fields[1]} {fields[2]}", "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc)
 
 
 def _next_run(timer: Mapping[str, str]) -> datetime | None:

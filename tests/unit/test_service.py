@@ -360,27 +360,27 @@ def test_switching_back_to_the_bundled_tree_removes_the_pull_timer_and_the_git_c
 SHOW_AFTER_RUNS = """\
 Id=metrics-collector@bugs.timer
 ActiveState=active
-LastTriggerUSec=@1795000000
-NextElapseUSecRealtime=@1795003600
+LastTriggerUSec=Wed 2026-11-18 11:06:40 UTC
+NextElapseUSecRealtime=Wed 2026-11-18 12:06:40 UTC
 NextElapseUSecMonotonic=0
 
 Id=metrics-collector@bugs.service
 ActiveState=inactive
 Result=exit-code
 ExecMainStatus=1
-ExecMainStartTimestamp=@1795000000
+ExecMainStartTimestamp=Wed 2026-11-18 11:06:40 UTC
 
 Id=metrics-collector@queue_size.timer
 ActiveState=active
-LastTriggerUSec=@1795000100
-NextElapseUSecRealtime=@1795001000
+LastTriggerUSec=Wed 2026-11-18 11:08:20 UTC
+NextElapseUSecRealtime=Wed 2026-11-18 11:23:20 UTC
 NextElapseUSecMonotonic=0
 
 Id=metrics-collector@queue_size.service
 ActiveState=inactive
 Result=success
 ExecMainStatus=0
-ExecMainStartTimestamp=@1795000100
+ExecMainStartTimestamp=Wed 2026-11-18 11:08:20 UTC
 """
 
 
@@ -395,7 +395,7 @@ def test_failing_collectors_are_read_from_systemd(
 
     assert report.failing == ["bugs"]
     assert (
-        "systemctl show --timestamp=unix --property=Id,ActiveState,Result,ExecMainStatus,"
+        "systemctl show --property=Id,ActiveState,Result,ExecMainStatus,"
         "ExecMainStartTimestamp,LastTriggerUSec,NextElapseUSecRealtime,NextElapseUSecMonotonic "
         "metrics-collector@bugs.timer metrics-collector@bugs.service "
         "metrics-collector@queue_size.timer metrics-collector@queue_size.service"
@@ -637,7 +637,7 @@ def test_systemctl_failures_are_reported_not_raised(
     assert report.problems == [
         f"units written but not all applied: {program} daemon-reload failed (exit status 1): "
         "Access denied: see journalctl -xe",
-        f"cannot read the collectors' state from systemd: {program} show --timestamp=unix "
+        f"cannot read the collectors' state from systemd: {program} show "
         "--property=Id,ActiveState,Result,ExecMainStatus,ExecMainStartTimestamp,"
         "LastTriggerUSec,NextElapseUSecRealtime,NextElapseUSecMonotonic "
         "metrics-collector@bugs.timer metrics-collector@bugs.service "

@@ -214,12 +214,13 @@ def test_systemctl_failure_names_the_command(shim: Shim, unit_dir: Path) -> None
 def test_collector_states_in_one_call(shim: Shim) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     in_two_minutes = format_timespan(int((time.monotonic() + 120) * 1_000_000))
-    last = int((now - timedelta(minutes=3)).timestamp())
+    # As systemctl prints it with TZ=UTC, whatever the unit's time zone.
+    last = (now - timedelta(minutes=3)).strftime("%a %Y-%m-%d %H:%M:%S UTC")
     shim.answer(
         "show",
         f"""Id=metrics-collector@a.timer
 ActiveState=active
-LastTriggerUSec=@{last}
+LastTriggerUSec={last}
 NextElapseUSecRealtime=
 NextElapseUSecMonotonic={in_two_minutes}
 
@@ -227,11 +228,11 @@ Id=metrics-collector@a.service
 ActiveState=inactive
 Result=success
 ExecMainStatus=0
-ExecMainStartTimestamp=@{last}
+ExecMainStartTimestamp={last}
 
 Id=metrics-collector@b.timer
 ActiveState=active
-LastTriggerUSec=@{last}
+LastTriggerUSec={last}
 NextElapseUSecRealtime=
 NextElapseUSecMonotonic=infinity
 
@@ -239,7 +240,7 @@ Id=metrics-collector@b.service
 ActiveState=failed
 Result=exit-code
 ExecMainStatus=3
-ExecMainStartTimestamp=@{last}
+ExecMainStartTimestamp={last}
 
 Id=metrics-collector@new.timer
 ActiveState=active
@@ -256,7 +257,7 @@ ExecMainStartTimestamp=
     )
     states = collector_states(["a", "b", "new"], systemctl=Systemctl())
     (call,) = shim.calls()
-    assert call.startswith("systemctl show --timestamp=unix --property=Id,")
+    assert call.startswith("systemctl show --property=Id,")
     assert call.endswith(
         " metrics-collector@a.timer metrics-collector@a.service"
         " metrics-collector@b.timer metrics-collector@b.service"
@@ -278,13 +279,13 @@ def test_a_collector_running_now_shows_running_not_the_result_systemd_reset(
         "show",
         """Id=metrics-collector@slow.timer
 ActiveState=active
-LastTriggerUSec=@1700000000
+LastTriggerUSec=Tue 2023-11-14 22:13:20 UTC
 
 Id=metrics-collector@slow.service
 ActiveState=activating
 Result=success
 ExecMainStatus=0
-ExecMainStartTimestamp=@1700000000
+ExecMainStartTimestamp=Tue 2023-11-14 22:13:20 UTC
 """,
     )
     slow = collector_states(["slow"], systemctl=Systemctl())["slow"]
