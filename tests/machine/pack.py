@@ -1,0 +1,296 @@
+"""Pack the charm as users get it: the real charmcraft, inside an Ubuntu root of each base.
+
+charmcraft refuses to pack in destructive mode on a host that is not the platform's Ubuntu, so
+each release gets a cached build root (debootstrap, with the archive's signature checked
+against pinned key fingerprints) holding charmcraft from PyPI. A pack copies the files git
+tracks into a scratch folder and runs `charmcraft pack --destructive-mode` and `charmcraft
+analyse` there, in the build root under `systemd-nspawn --volatile=overlay` (the cached root
+stays as it was built).
+
+    ./dev pack [jammy|noble]    (as root: .venv/bin/python tests/machine/pack.py)
+
+writes `ubuntu-community-metrics_ubuntu@22.04-amd64.charm` and `..._ubuntu@24.04-amd64.charm`
+in the repository root. No mirror is named here: debootstrap's own script says which, and
+`UCM_UBUNTU_MIRROR` overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_harness import CACHE_DIR, HarnessError, _run, _unmount_below
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+APP = "ubuntu-community-metrics"
+PLATFORMS = {"jammy": "ubuntu@22.04:amd64", "noble": "ubuntu@24.04:amd64"}
+CHARMCRAFT = "charmcraft==4.5.0"
+# Bump when the way the build root is made changes, so caches are rebuilt.
+BUILD_ROOT_VERSION = "1"
+# What charmcraft's charm plugin apt-installs, present already so a pack installs nothing.
+BUILD_PACKAGES = (
+    "ca-certificates",
+    "git",
+    "libffi-dev",
+    "libyaml-dev",
+    "python3-apt",
+    "python3-dev",
+    "python3-pip",
+    "python3-setuptools",
+    "python3-venv",
+    "python3-wheel",
+)
+# The keys of ubuntu-keyring's ubuntu-archive-keyring.gpg: "Ubuntu Archive Automatic Signing
+# Key" (2012) and (2018) and "Ubuntu CD Image Automatic Signing Key" (2012). The keyring is
+# accepted only if it holds exactly these.
+ARCHIVE_KEYS = frozenset(
+    {
+        "790BC7277767219C42C86F933B4FE6ACC0B21F32",
+        "843938DF228D22F7B3742BC0D94AA3F0EFE21092",
+        "F6ECB3762474EDA9D21B7022871920D1991BC93C",
+    }
+)
+DEBOOTSTRAP_SCRIPT = Path("/usr/share/debootstrap/scripts/gutsy")  # serves jammy and noble
+
+Log = Callable[[str], None]
+
+
+def charm_name(release: str) -> str:
+    return f"{APP}_{PLATFORMS[release].replace(':', '-')}.charm"
+
+
+def ubuntu_mirror(release: str) -> str:
+    """UCM_UBUNTU_MIRROR, else the mirror debootstrap's own script picks for `release`."""
+    if os.environ.get("UCM_UBUNTU_MIRROR"):
+        return os.environ["UCM_UBUNTU_MIRROR"].rstrip("/")
+    probe = 'default_mirror() { echo "$1"; exit 0; }; . "$0"'
+    found = subprocess.run(
+        ["sh", "-c", probe, str(DEBOOTSTRAP_SCRIPT)],
+        env={"ARCH": "amd64", "SUITE": release, "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not found.startswith("http"):
+        raise HarnessError(f"cannot read debootstrap's default mirror from {DEBOOTSTRAP_SCRIPT}")
+    return found
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=120) as response:
+        return response.read()
+
+
+def archive_keyring(release: str, log: Log) -> Path:
+    """The Ubuntu archive keyring, taken from the archive's ubuntu-keyring package and trusted
+    only because its keys are exactly the pinned ARCHIVE_KEYS (the transport is not trusted)."""
+    keyring = CACHE_DIR / "ubuntu-archive-keyring.gpg"
+    if keyring.exists() and _fingerprints(keyring) == ARCHIVE_KEYS:
+        return keyring
+    mirror = ubuntu_mirror(release)
+    log(f"fetching ubuntu-keyring from {mirror} to check it against the pinned keys")
+    index = lzma.decompress(_fetch(f"{mirror}/dists/{release}/main/binary-amd64/Packages.xz"))
+    filename = None
+    for stanza in index.decode().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
+        )
+        if fields.get("Package") == "ubuntu-keyring":
+            filename = fields["Filename"]
+    if filename is None:
+        raise HarnessError(f"no ubuntu-keyring package in {release}'s index at {mirror}")
+    with tempfile.TemporaryDirectory() as scratch:
+        deb = Path(scratch) / "ubuntu-keyring.deb"
+        deb.write_bytes(_fetch(f"{mirror}/{filename}"))
+        _run(["dpkg-deb", "-x", str(deb), scratch], what="dpkg-deb -x ubuntu-keyring")
+        candidate = Path(scratch) / "usr/share/keyrings/ubuntu-archive-keyring.gpg"
+        found = _fingerprints(candidate)
+        if found != ARCHIVE_KEYS:
+            raise HarnessError(
+                f"the archive's ubuntu-keyring holds keys {sorted(found)}, not the pinned "
+                f"{sorted(ARCHIVE_KEYS)}: refusing it (update ARCHIVE_KEYS in {__file__} only "
+                "after checking a new key's fingerprint with Ubuntu)"
+            )
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(candidate, keyring)
+    return keyring
+
+
+def _fingerprints(keyring: Path) -> frozenset[str]:
+    out = subprocess.run(
+        ["gpg", "--show-keys", "--with-colons", str(keyring)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GNUPGHOME": tempfile.mkdtemp()},
+    ).stdout
+    # The first fpr after each pub line is the primary key's.
+    fingerprints, want = set(), False
+    for line in out.splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            want = True
+        elif fields[0] == "fpr" and want:
+            fingerprints.add(fields[9])
+            want = False
+    return frozenset(fingerprints)
+
+
+def build_root(release: str, log: Log) -> Path:
+    """The cached build root of `release`: Ubuntu minbase, BUILD_PACKAGES, charmcraft."""
+    key = hashlib.sha256(
+        "\n".join([BUILD_ROOT_VERSION, release, CHARMCRAFT, *BUILD_PACKAGES]).encode()
+    ).hexdigest()[:16]
+    target = CACHE_DIR / f"build-{release}-{key}"
+    if (target / "opt/charmcraft/bin/charmcraft").exists():
+        return target
+    keyring = archive_keyring(release, log)
+    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=CACHE_DIR))
+    started = time.monotonic()
+    log(f"building the {release} build root in {building} (once, a few minutes)")
+    try:
+        mirror = [os.environ["UCM_UBUNTU_MIRROR"]] if os.environ.get("UCM_UBUNTU_MIRROR") else []
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--components=main,universe",
+                f"--keyring={keyring}",
+                f"--include={','.join(BUILD_PACKAGES)}",
+                release,
+                str(building),
+                *(mirror or [""]),
+                str(DEBOOTSTRAP_SCRIPT),
+            ],
+            what=f"debootstrap of the {release} build root",
+        )
+        _copy_host_trust(building)
+        _in_root(
+            building,
+            "python3 -m venv --system-site-packages /opt/charmcraft && "
+            f"/opt/charmcraft/bin/pip install -q --disable-pip-version-check '{CHARMCRAFT}'",
+            what=f"installing {CHARMCRAFT} in the {release} build root",
+        )
+        building.chmod(0o755)
+        building.rename(target)
+    except BaseException:
+        _unmount_below(building)
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    log(f"built the {release} build root in {time.monotonic() - started:.0f} s: {target}")
+    return target
+
+
+def _copy_host_trust(root: Path) -> None:
+    """pip in the root reaches PyPI the way the host's does: same CA bundle and pip config."""
+    for host_file in (
+        Path("/etc/ssl/certs/ca-certificates.crt"),
+        Path("/etc/pip.conf"),
+        *Path("/etc/xdg/pip").glob("*"),
+    ):
+        if host_file.is_file():
+            target = root / host_file.relative_to("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(host_file, target)
+
+
+def _in_root(
+    root: Path, script: str, *, what: str, volatile: bool = False, project: Path | None = None
+) -> str:
+    argv = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--pipe", "-D", str(root)]
+    if volatile:
+        argv.append("--volatile=overlay")
+    if project is not None:
+        argv += [f"--bind={project}:/project", "--chdir=/project"]
+    env = "PATH=/opt/charmcraft/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root"
+    return _run([*argv, "/usr/bin/env", "-i", *env.split(), "sh", "-ec", script], what=what)
+
+
+def tracked_files(source: Path) -> list[str]:
+    out = _run(["git", "-C", str(source), "ls-files", "-z"], what="git ls-files")
+    return [name for name in out.split("\0") if name and (source / name).is_file()]
+
+
+def pack(release: str, *, source: Path = REPOSITORY, log: Log = print) -> Path:
+    """Pack the tracked files of `source` for `release`; the .charm in `source`'s root."""
+    root = build_root(release, log)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ucm-pack-") as scratch:
+        project = Path(scratch) / "project"
+        for name in tracked_files(source):
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, project / name)
+        log(f"packing for {PLATFORMS[release]} with {CHARMCRAFT}")
+        output = _in_root(
+            root,
+            f"charmcraft pack --destructive-mode --platform {PLATFORMS[release]} 2>&1\n"
+            f"charmcraft analyse --format=json {charm_name(release)}",
+            what=f"charmcraft pack for {PLATFORMS[release]}",
+            volatile=True,
+            project=project,
+        )
+        _check_analysis(output, release)
+        charm = source / charm_name(release)
+        shutil.copyfile(project / charm_name(release), charm)
+    with zipfile.ZipFile(charm) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    log(
+        f"packed {charm.name} in {time.monotonic() - started:.0f} s: "
+        f"{charm.stat().st_size / 1e6:.1f} MB, {unpacked / 1e6:.1f} MB unpacked"
+    )
+    return charm
+
+
+def _check_analysis(output: str, release: str) -> None:
+    """charmcraft analyse must say: entrypoint ok, python, operator framework, no error."""
+    start = output.rfind("\n[")
+    try:
+        checks = {c["name"]: c for c in json.loads(output[start + 1 :])}
+    except (ValueError, KeyError):
+        raise HarnessError(
+            f"charmcraft analyse printed no JSON for {release}:\n{output[-3000:]}"
+        ) from None
+    wanted = {"entrypoint": "ok", "language": "python", "framework": "operator"}
+    wrong = [
+        f"{name}: {checks.get(name, {}).get('result')!r}"
+        for name, result in wanted.items()
+        if checks.get(name, {}).get("result") != result
+    ]
+    wrong += [
+        f"{c['name']}: {c['result']}"
+        for c in checks.values()
+        if c["result"] in ("errors", "warnings")
+    ]
+    if wrong:
+        raise HarnessError(f"charmcraft analyse of the {release} charm: {'; '.join(wrong)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Pack the charm for each Ubuntu base.")
+    parser.add_argument("releases", nargs="*", choices=list(PLATFORMS), default=[])
+    args = parser.parse_args()
+    try:
+        for release in args.releases or PLATFORMS:
+            pack(release, log=lambda line: print(f"pack: {line}", flush=True))
+    except HarnessError as error:
+        print(f"pack: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
