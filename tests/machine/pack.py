@@ -138,13 +138,13 @@ def _fingerprints(keyring: Path) -> frozenset[str]:
         check=False,
         env={**os.environ, "GNUPGHOME": tempfile.mkdtemp()},
     ).stdout
-    # The first fpr after each pub line is the primary key's.
+    # The first fingerprint record after each pub line is the primary key's.
     fingerprints, want = set(), False
     for line in out.splitlines():
         fields = line.split(":")
         if fields[0] == "pub":
             want = True
-        elif fields[0] == "fpr" and want:
+        elif fields[0] == "fpr" and want:  # codespell:ignore fpr
             fingerprints.add(fields[9])
             want = False
     return frozenset(fingerprints)
