@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -660,7 +661,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 _RECONCILE = f"""
 import dataclasses, json, sys
-sys.path.insert(0, {CHARM_DIR + "/src"!r})
+# The packed charm's venv (absent in a copy of the sources), as its dispatch puts it on the path.
+sys.path[:0] = [{CHARM_DIR + "/src"!r}, {CHARM_DIR + "/venv"!r}]
 import workload
 args = json.load(sys.stdin)
 settings = workload.Settings(**args["settings"])
@@ -686,6 +688,17 @@ class CharmUnit:
             if (REPOSITORY / part).is_dir():
                 shutil.copytree(REPOSITORY / part, charm / part, ignore=ignore)
 
+    def install_packed_charm(self, charm: Path) -> None:
+        """Unzip a packed .charm where Juju puts it, keeping each file's mode as Juju does."""
+        target = self.container.root / CHARM_DIR.lstrip("/")
+        shutil.rmtree(target, ignore_errors=True)
+        with zipfile.ZipFile(charm) as archive:
+            for info in archive.infolist():
+                path = Path(archive.extract(info, target))
+                mode = (info.external_attr >> 16) & 0o7777
+                if mode and not info.is_dir():
+                    path.chmod(mode)
+
     def reconcile(
         self, settings: Mapping[str, object], credentials: Mapping[str, object] | None
     ) -> dict[str, Any]:
@@ -704,7 +717,7 @@ class CharmUnit:
         """`python3 -m workload ARGS` as an operator runs it on the unit."""
         return self.container.run(
             ["python3", "-m", "workload", *args],
-            env={"PYTHONPATH": f"{CHARM_DIR}/src"},
+            env={"PYTHONPATH": f"{CHARM_DIR}/src:{CHARM_DIR}/venv"},
             check=check,
             timeout=timeout,
         )

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +40,7 @@ APP = "ubuntu-community-metrics"
 PLATFORMS = {"jammy": "ubuntu@22.04:amd64", "noble": "ubuntu@24.04:amd64"}
 CHARMCRAFT = "charmcraft==4.5.0"
 # Bump when the way the build root is made changes, so caches are rebuilt.
-BUILD_ROOT_VERSION = "1"
+BUILD_ROOT_VERSION = "2"
 # What charmcraft's charm plugin apt-installs, present already so a pack installs nothing.
 BUILD_PACKAGES = (
     "ca-certificates",
@@ -152,46 +152,79 @@ def _fingerprints(keyring: Path) -> frozenset[str]:
 
 def build_root(release: str, log: Log) -> Path:
     """The cached build root of `release`: Ubuntu minbase, BUILD_PACKAGES, charmcraft."""
+
+    def install_charmcraft(root: Path) -> None:
+        _in_root(
+            root,
+            "python3 -m venv --system-site-packages /opt/charmcraft && "
+            f"/opt/charmcraft/bin/pip install -q --disable-pip-version-check '{CHARMCRAFT}'",
+            what=f"installing {CHARMCRAFT} in the {release} build root",
+        )
+
+    return ubuntu_root(
+        release,
+        BUILD_PACKAGES,
+        purpose="build",
+        finish=install_charmcraft,
+        key_extra=CHARMCRAFT,
+        log=log,
+    )
+
+
+def ubuntu_root(
+    release: str,
+    packages: Sequence[str],
+    *,
+    purpose: str,
+    log: Log,
+    finish: Callable[[Path], None] | None = None,
+    key_extra: str = "",
+) -> Path:
+    """A cached Ubuntu `release` minbase root with `packages`, then `finish(root)`; built in a
+    temporary folder and renamed into place, so an interrupted build leaves no half tree."""
     key = hashlib.sha256(
-        "\n".join([BUILD_ROOT_VERSION, release, CHARMCRAFT, *BUILD_PACKAGES]).encode()
+        "\n".join([BUILD_ROOT_VERSION, release, key_extra, *sorted(packages)]).encode()
     ).hexdigest()[:16]
-    target = CACHE_DIR / f"build-{release}-{key}"
-    if (target / "opt/charmcraft/bin/charmcraft").exists():
+    target = CACHE_DIR / f"{purpose}-{release}-{key}"
+    if (target / ".complete").exists():
         return target
     keyring = archive_keyring(release, log)
     building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=CACHE_DIR))
     started = time.monotonic()
-    log(f"building the {release} build root in {building} (once, a few minutes)")
+    log(f"building the {release} {purpose} root in {building} (once, a minute or two)")
     try:
-        mirror = [os.environ["UCM_UBUNTU_MIRROR"]] if os.environ.get("UCM_UBUNTU_MIRROR") else []
+        mirror = os.environ.get("UCM_UBUNTU_MIRROR", "")
         _run(
             [
                 "debootstrap",
                 "--variant=minbase",
                 "--components=main,universe",
                 f"--keyring={keyring}",
-                f"--include={','.join(BUILD_PACKAGES)}",
+                f"--include={','.join(packages)}",
                 release,
                 str(building),
-                *(mirror or [""]),
+                mirror,  # empty: the script's default
                 str(DEBOOTSTRAP_SCRIPT),
             ],
-            what=f"debootstrap of the {release} build root",
+            what=f"debootstrap of the {release} {purpose} root",
         )
         _copy_host_trust(building)
-        _in_root(
-            building,
-            "python3 -m venv --system-site-packages /opt/charmcraft && "
-            f"/opt/charmcraft/bin/pip install -q --disable-pip-version-check '{CHARMCRAFT}'",
-            what=f"installing {CHARMCRAFT} in the {release} build root",
-        )
+        if finish is not None:
+            finish(building)
+        (building / ".complete").touch()
         building.chmod(0o755)
-        building.rename(target)
+        try:
+            building.rename(target)
+        except OSError:
+            # Another run finished the same key first: its root is as good as ours.
+            if not (target / ".complete").exists():
+                raise
+            shutil.rmtree(building)
     except BaseException:
         _unmount_below(building)
         shutil.rmtree(building, ignore_errors=True)
         raise
-    log(f"built the {release} build root in {time.monotonic() - started:.0f} s: {target}")
+    log(f"built the {release} {purpose} root in {time.monotonic() - started:.0f} s: {target}")
     return target
 
 
