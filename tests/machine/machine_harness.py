@@ -49,7 +49,6 @@ _serial = itertools.count(1)
 CACHE_DIR = Path(os.environ.get("UCM_MACHINE_CACHE", "/var/cache/ubuntu-community-metrics"))
 # The containers' writes live in memory; a unit with a venv and a few checkouts uses ~200 MB.
 TMPFS_SIZE = "2g"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # A PATH that is valid inside the container whatever the host's is.
 CONTAINER_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -101,7 +100,10 @@ def unavailable_reason() -> str | None:
 
 
 def host_mirror() -> str:
-    """The Debian mirror the host's apt uses, so debootstrap goes where apt already goes."""
+    """UCM_DEBIAN_MIRROR, else the Debian mirror the host's apt uses (debootstrap goes where apt
+    already goes), else "": debootstrap's own default."""
+    if os.environ.get("UCM_DEBIAN_MIRROR"):
+        return os.environ["UCM_DEBIAN_MIRROR"]
     sources = Path("/etc/apt/sources.list.d/debian.sources")
     if sources.exists():
         for line in sources.read_text().splitlines():
@@ -113,7 +115,7 @@ def host_mirror() -> str:
             fields = line.split()
             if len(fields) >= 3 and fields[0] == "deb" and "security" not in fields[1]:
                 return fields[1]
-    return DEFAULT_MIRROR
+    return ""
 
 
 def rootfs_key() -> str:
@@ -130,7 +132,8 @@ def cached_rootfs(log: Callable[[str], None] = print) -> Path:
     _remove_abandoned_builds()
     building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=CACHE_DIR))
     mirror = host_mirror()
-    log(f"building the container's root file system in {building} from {mirror} (once)")
+    source = mirror or "debootstrap's default mirror"
+    log(f"building the container's root file system in {building} from {source} (once)")
     try:
         _run(
             [
