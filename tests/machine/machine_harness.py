@@ -128,31 +128,34 @@ def cached_rootfs(log: Callable[[str], None] = print) -> Path:
     target = CACHE_DIR / f"rootfs-{rootfs_key()}"
     if (target / "usr/lib/systemd/systemd").exists():
         return target
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_builds()
-    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=CACHE_DIR))
     mirror = host_mirror()
     source = mirror or "debootstrap's default mirror"
-    log(f"building the container's root file system in {building} from {source} (once)")
-    try:
-        _run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
-                SUITE,
-                str(building),
-                mirror,
-            ],
-            what="debootstrap",
-        )
+    log(f"building the container's root file system {target.name} from {source} (once)")
+
+    def build(building: Path) -> None:
+        debootstrap = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}"]
+        _run([*debootstrap, SUITE, str(building), mirror], what="debootstrap")
         _prepare_rootfs(building)
+
+    build_in_place(target, build, done="usr/lib/systemd/systemd")
+    log(f"cached the root file system at {target}")
+    return target
+
+
+def build_in_place(target: Path, build: Callable[[Path], None], *, done: str) -> None:
+    """Run `build(folder)` on a temporary sibling of `target`, then rename it to `target`, so
+    an interrupted build never leaves a half tree under that name. `done` is a path that only
+    a finished tree holds (another run may finish the same target first)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(target.parent)
+    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=target.parent))
+    try:
+        build(building)
         building.chmod(0o755)
         try:
             building.rename(target)
         except OSError:
-            # Another run finished the same key first: its copy is as good as ours.
-            if not (target / "usr/lib/systemd/systemd").exists():
+            if not (target / done).exists():
                 raise
             shutil.rmtree(building)
     except BaseException:
@@ -160,13 +163,11 @@ def cached_rootfs(log: Callable[[str], None] = print) -> Path:
         _unmount_below(building)
         shutil.rmtree(building, ignore_errors=True)
         raise
-    log(f"cached the root file system at {target}")
-    return target
 
 
-def _remove_abandoned_builds(older_than: float = 3600) -> None:
+def _remove_abandoned_builds(folder: Path, older_than: float = 3600) -> None:
     """Builds left by a killed run; a live one is younger than debootstrap's own timeout."""
-    for stale in CACHE_DIR.glob("rootfs-*.building-*"):
+    for stale in folder.glob("*.building-*"):
         if time.time() - stale.stat().st_mtime > older_than:
             _unmount_below(stale)
             shutil.rmtree(stale, ignore_errors=True)

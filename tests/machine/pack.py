@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine_harness import CACHE_DIR, HarnessError, _run, _unmount_below
+from machine_harness import CACHE_DIR, HarnessError, _run, build_in_place
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 APP = "ubuntu-community-metrics"
@@ -131,13 +131,14 @@ def archive_keyring(release: str, log: Log) -> Path:
 
 
 def _fingerprints(keyring: Path) -> frozenset[str]:
-    out = subprocess.run(
-        ["gpg", "--show-keys", "--with-colons", str(keyring)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GNUPGHOME": tempfile.mkdtemp()},
-    ).stdout
+    with tempfile.TemporaryDirectory() as home:  # an empty GnuPG home, removed after
+        out = subprocess.run(
+            ["gpg", "--show-keys", "--with-colons", str(keyring)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "GNUPGHOME": home},
+        ).stdout
     # The first fingerprint record after each pub line is the primary key's.
     fingerprints, want = set(), False
     for line in out.splitlines():
@@ -189,11 +190,11 @@ def ubuntu_root(
     if (target / ".complete").exists():
         return target
     keyring = archive_keyring(release, log)
-    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=CACHE_DIR))
     started = time.monotonic()
-    log(f"building the {release} {purpose} root in {building} (once, a minute or two)")
-    try:
-        mirror = os.environ.get("UCM_UBUNTU_MIRROR", "")
+    log(f"building the {release} {purpose} root {target.name} (once, a minute or two)")
+
+    def build(building: Path) -> None:
+        mirror = os.environ.get("UCM_UBUNTU_MIRROR", "")  # empty: the script's default
         _run(
             [
                 "debootstrap",
@@ -203,7 +204,7 @@ def ubuntu_root(
                 f"--include={','.join(packages)}",
                 release,
                 str(building),
-                mirror,  # empty: the script's default
+                mirror,
                 str(DEBOOTSTRAP_SCRIPT),
             ],
             what=f"debootstrap of the {release} {purpose} root",
@@ -212,18 +213,8 @@ def ubuntu_root(
         if finish is not None:
             finish(building)
         (building / ".complete").touch()
-        building.chmod(0o755)
-        try:
-            building.rename(target)
-        except OSError:
-            # Another run finished the same key first: its root is as good as ours.
-            if not (target / ".complete").exists():
-                raise
-            shutil.rmtree(building)
-    except BaseException:
-        _unmount_below(building)
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+
+    build_in_place(target, build, done=".complete")
     log(f"built the {release} {purpose} root in {time.monotonic() - started:.0f} s: {target}")
     return target
 
