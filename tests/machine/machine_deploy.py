@@ -7,12 +7,20 @@ Shared by conftest.py's fixtures, the scenarios that need their own unit, and th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import http.server
+import json
+import selectors
+import shutil
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from machine_harness import CharmUnit, GitRemote, booted
+from machine_harness import CharmUnit, GitRemote, _prepare_rootfs, booted
 from machine_trees import BAD_INTERVAL, HANGS, RAISES, SANDBOX_PROBE, SYNTAX_ERROR, ticker
 from metrics.testing import InfluxServer
+from pack import ubuntu_root
 
 DATABASE = "metrics"
 COLLECTORS_USER = "collectors"
@@ -84,3 +92,99 @@ def deployed_unit(
         }
         unit.reconcile(settings, influx_credentials(influx))
         yield unit
+
+
+# What a cloud image of the release has that the charm relies on, plus python3-venv, which the
+# charm's install hook adds with apt.
+UNIT_PACKAGES = (
+    "ca-certificates",
+    "dbus",
+    "git",
+    "libnss-systemd",
+    "python3",
+    "python3-venv",
+    "systemd",
+    "systemd-sysv",
+)
+
+
+def _prepare_unit_root(root: Path) -> None:
+    """Boot quickly under nspawn; resolve names as the host does (Ubuntu's /etc/resolv.conf
+    links to systemd-resolved's stub, which the harness masks as it shares the host network)."""
+    _prepare_rootfs(root)
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    shutil.copyfile("/etc/resolv.conf", resolv)
+
+
+def unit_image(release: str, log: Callable[[str], None]) -> Path:
+    """The cached root file system of a machine of `release`, as Juju provisions one."""
+    return ubuntu_root(
+        release,
+        UNIT_PACKAGES,
+        purpose="unit",
+        finish=_prepare_unit_root,
+        key_extra="resolv.conf from the host",
+        log=log,
+    )
+
+
+class RecordingProxy:
+    """A forward HTTP proxy on loopback that records every request it gets (the proof that the
+    unit used the model's proxy): it answers for one made-up upstream host itself and tunnels
+    CONNECT (pip's HTTPS) to the real host."""
+
+    def __init__(self, upstream: str, answer: dict[str, object]) -> None:
+        self.requests: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                proxy.requests.append(self.path)
+                found = urllib.parse.urlsplit(self.path).hostname == upstream
+                body = json.dumps(answer if found else {"error": "unknown host"}).encode()
+                self.send_response(200 if found else 502)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_CONNECT(self) -> None:
+                proxy.requests.append(f"CONNECT {self.path}")
+                host, _, port = self.path.rpartition(":")
+                try:
+                    upstream_socket = socket.create_connection((host, int(port)), timeout=30)
+                except OSError:
+                    self.send_error(502)
+                    return
+                self.send_response(200)
+                self.end_headers()
+                _tunnel(self.connection, upstream_socket)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _tunnel(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    with upstream, selectors.DefaultSelector() as selector:
+        selector.register(client, selectors.EVENT_READ, upstream)
+        selector.register(upstream, selectors.EVENT_READ, client)
+        while True:
+            for key, _ in selector.select(timeout=60):
+                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    return
+                key.data.sendall(data)

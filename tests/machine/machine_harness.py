@@ -381,6 +381,7 @@ class Container:
         timeout: float = 120,
         input: str | None = None,
         env: dict[str, str] | None = None,
+        cwd: str = "/",
     ) -> Result:
         """Run a command in the container's namespaces, as root, with a clean environment."""
         if self.leader is None:
@@ -395,6 +396,7 @@ class Container:
             "--",
             "env",
             "-i",
+            f"--chdir={cwd}",
             *(f"{k}={v}" for k, v in {**CONTAINER_ENV, **(env or {})}.items()),
             *argv,
         ]

@@ -172,6 +172,31 @@ def run_metric(dry_run=False, verbose=False):
 '''
 
 
+_FETCHES = '''\
+"""Reads a number from its upstream, a host that only the model's HTTP proxy can reach."""
+
+from metrics.lib.basemetric import Metric
+from metrics.lib.helpers import fetch_json
+
+RUN_INTERVAL = "5s"
+
+
+class Fetches(Metric):
+    def collect(self):
+        count = fetch_json("{url}")["count"]
+        yield {{"measurement": "{measurement}", "tags": {{}}, "fields": {{"count": count}}}}
+
+
+def run_metric(dry_run=False, verbose=False):
+    Fetches(dry_run, verbose).run()
+'''
+
+
+def fetches(url: str, measurement: str) -> str:
+    """A collector that writes the `count` of the JSON document at `url`."""
+    return _FETCHES.format(url=url, measurement=measurement)
+
+
 def ticker(interval: str, measurement: str = "tick") -> str:
     return _TICKER.format(interval=interval, measurement=measurement)
 

@@ -249,13 +249,33 @@ def tracked_files(source: Path) -> list[str]:
     return [name for name in out.split("\0") if name and (source / name).is_file()]
 
 
+def _inputs_key(release: str, source: Path, names: Sequence[str]) -> str:
+    """What a pack depends on: the tracked files (names, modes, bytes), charmcraft, the base."""
+    digest = hashlib.sha256(f"{CHARMCRAFT} {BUILD_ROOT_VERSION} {release}".encode())
+    for name in sorted(names):
+        path = source / name
+        digest.update(f"\0{name}\0{path.stat().st_mode & 0o111:o}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def pack(release: str, *, source: Path = REPOSITORY, log: Log = print) -> Path:
-    """Pack the tracked files of `source` for `release`; the .charm in `source`'s root."""
+    """Pack the tracked files of `source` for `release`; the .charm in `source`'s root.
+
+    A pack of the same inputs is reused from the cache (packing takes 20 s), so every test
+    module can ask for the charm it deploys.
+    """
+    names = tracked_files(source)
+    cached = CACHE_DIR / "charms" / f"{_inputs_key(release, source, names)}-{charm_name(release)}"
+    charm = source / charm_name(release)
+    if cached.exists():
+        shutil.copyfile(cached, charm)
+        return charm
     root = build_root(release, log)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ucm-pack-") as scratch:
         project = Path(scratch) / "project"
-        for name in tracked_files(source):
+        for name in names:
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, project / name)
         log(f"packing for {PLATFORMS[release]} with {CHARMCRAFT}")
@@ -268,8 +288,8 @@ def pack(release: str, *, source: Path = REPOSITORY, log: Log = print) -> Path:
             project=project,
         )
         _check_analysis(output, release)
-        charm = source / charm_name(release)
         shutil.copyfile(project / charm_name(release), charm)
+    _keep_in_cache(charm, cached)
     with zipfile.ZipFile(charm) as archive:
         unpacked = sum(info.file_size for info in archive.infolist())
     log(
@@ -277,6 +297,40 @@ def pack(release: str, *, source: Path = REPOSITORY, log: Log = print) -> Path:
         f"{charm.stat().st_size / 1e6:.1f} MB, {unpacked / 1e6:.1f} MB unpacked"
     )
     return charm
+
+
+def _keep_in_cache(charm: Path, cached: Path, keep: int = 8) -> None:
+    """Store the pack (renamed into place, so a reader never sees half of it); keep the
+    newest `keep` packs."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+    shutil.copyfile(charm, partial)
+    partial.rename(cached)
+    packs = sorted(cached.parent.glob("*.charm"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in packs[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def pack_commit(release: str, commit: str, *, log: Log = print) -> Path:
+    """The charm as `commit` of this repository packs it (e.g. the previous release, to test
+    an upgrade from it); a copy outside the repository, in the cache."""
+    commit = _run(
+        ["git", "-C", str(REPOSITORY), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+        what="git rev-parse",
+    ).strip()
+    with tempfile.TemporaryDirectory(prefix="ucm-commit-") as scratch:
+        checkout = Path(scratch) / "checkout"
+        _run(
+            ["git", "clone", "-q", "--shared", "--no-checkout", str(REPOSITORY), str(checkout)],
+            what="git clone",
+        )
+        _run(
+            ["git", "-C", str(checkout), "checkout", "-q", "--detach", commit], what="git checkout"
+        )
+        packed = pack(release, source=checkout, log=log)
+        kept = CACHE_DIR / "charms" / f"commit-{commit[:12]}-{packed.name}"
+        shutil.copyfile(packed, kept)
+    return kept
 
 
 def _check_analysis(output: str, release: str) -> None:

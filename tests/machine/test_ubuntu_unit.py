@@ -5,38 +5,14 @@ state reads back from that release's systemd (249 on 22.04 refused `--timestamp=
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from machine_deploy import DATABASE, influx_credentials
-from machine_harness import CharmUnit, _prepare_rootfs, booted, wait_for
+from machine_deploy import DATABASE, influx_credentials, unit_image
+from machine_harness import CharmUnit, booted, wait_for
 from metrics.testing import InfluxServer
-from pack import PLATFORMS, pack, ubuntu_root
-
-# What a cloud image of the release has that the charm relies on, plus python3-venv, which the
-# charm's install hook adds with apt.
-UNIT_PACKAGES = (
-    "ca-certificates",
-    "dbus",
-    "git",
-    "libnss-systemd",
-    "python3",
-    "python3-venv",
-    "systemd",
-    "systemd-sysv",
-)
-
-
-def _prepare_unit_root(root: Path) -> None:
-    """Boot quickly under nspawn; resolve names as the host does (Ubuntu's /etc/resolv.conf
-    links to systemd-resolved's stub, which the harness masks as it shares the host network)."""
-    _prepare_rootfs(root)
-    resolv = root / "etc/resolv.conf"
-    resolv.unlink(missing_ok=True)
-    shutil.copyfile("/etc/resolv.conf", resolv)
+from pack import PLATFORMS, pack
 
 
 def _log(line: str) -> None:
@@ -47,14 +23,7 @@ def _log(line: str) -> None:
 def ubuntu_unit(request: pytest.FixtureRequest, influx: InfluxServer) -> Iterator[CharmUnit]:
     release = str(request.param)
     charm = pack(release, log=_log)
-    image = ubuntu_root(
-        release,
-        UNIT_PACKAGES,
-        purpose="unit",
-        finish=_prepare_unit_root,
-        key_extra="resolv.conf from the host",
-        log=_log,
-    )
+    image = unit_image(release, _log)
     with booted(image) as container:
         unit = CharmUnit(container)
         unit.install_packed_charm(charm)

@@ -1,0 +1,288 @@
+"""The packed charm deployed as Juju deploys it, on booted Ubuntu 22.04 and 24.04 units.
+
+`unit_agent.UnitAgent` stands in for Juju's unit agent only: it unzips the `.charm` (modes
+kept), serves the hook tools and runs the charm's `dispatch` with Juju's environment, hook by
+hook. The charm, its venv, the unit's Python and systemd, git and InfluxDB are real. Each step
+checks the status an operator reads, the timers, and the points that land in InfluxDB.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from machine_deploy import (
+    COLLECTORS_PASSWORD,
+    COLLECTORS_USER,
+    DATABASE,
+    RecordingProxy,
+    serving_remote,
+    unit_image,
+)
+from machine_harness import Container, GitRemote, booted, wait_for
+from machine_trees import fetches, push_tree, ticker
+from metrics.testing import InfluxServer
+from pack import PLATFORMS, pack
+from unit_agent import APP, ModelProxy, UnitAgent
+
+ROTATED_DATABASE = "metrics_rotated"
+UPSTREAM = "http://upstream.example/count"
+ACTIVE = {"status": "active", "message": "1 collector scheduled"}
+FAILING = "failing: ticker (see run-collector)"
+NO_CREDENTIALS = "no InfluxDB credentials: integrate with influxdb or set influxdb-secret"
+
+
+def _log(line: str) -> None:
+    print(f"machine: {line}", file=sys.stderr)
+
+
+@pytest.fixture(scope="module", params=sorted(PLATFORMS))
+def release(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def charm(release: str) -> Path:
+    return pack(release, log=_log)
+
+
+@pytest.fixture(scope="module")
+def image(release: str) -> Path:
+    return unit_image(release, _log)
+
+
+@pytest.fixture
+def machine(image: Path) -> Iterator[Container]:
+    with booted(image) as container:
+        yield container
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[GitRemote]:
+    with serving_remote(tmp_path / "remote") as serving:
+        yield serving
+
+
+def relation_data(influx: InfluxServer) -> dict[str, str]:
+    """What an InfluxDB charm publishes on the influxdb-api interface."""
+    return {
+        "hostname": influx.host,
+        "port": str(influx.port),
+        "user": COLLECTORS_USER,
+        "password": COLLECTORS_PASSWORD,
+    }
+
+
+def secret_content(influx: InfluxServer, database: str) -> dict[str, str]:
+    return {
+        "host": influx.host,
+        "port": str(influx.port),
+        "username": COLLECTORS_USER,
+        "password": COLLECTORS_PASSWORD,
+        "database": database,
+    }
+
+
+def runs(influx: InfluxServer, database: str, measurement: str) -> list[int]:
+    """The `run` numbers of a ticker's points in `database`, in order."""
+    points = influx.query(f'SELECT "run" FROM "{measurement}"', database)  # noqa: S608
+    return sorted(int(p["run"]) for p in points)  # type: ignore[arg-type]
+
+
+def wait_for_new_run(
+    influx: InfluxServer, database: str, measurement: str, *, after: int = 0
+) -> int:
+    """Wait until a ticker run numbered above `after` lands in `database`; its number."""
+    wait_for(
+        f"a {measurement} point after run {after} in {database}",
+        lambda: any(run > after for run in runs(influx, database, measurement)),
+        timeout=60,
+    )
+    return max(runs(influx, database, measurement))
+
+
+def test_credentials_from_the_relation_then_from_a_secret(
+    machine: Container, charm: Path, remote: GitRemote, influx: InfluxServer, release: str
+) -> None:
+    tick = f"tick_secret_{release}"
+    push_tree(remote, {"ticker": ticker("3s", tick)}, message="one offline collector")
+    agent = UnitAgent(machine)
+    deployed = agent.deploy(
+        charm,
+        {"collectors-repo": remote.url, "collector-timeout": "15s", "pull-interval": "1h"},
+    )
+    assert [d.path for d in deployed] == [
+        "hooks/install",
+        "hooks/leader-elected",
+        "hooks/config-changed",
+        "hooks/start",
+    ]
+    # The install hook says what it is doing while it checks out and builds the venv.
+    assert agent.model["status_history"][0] == {
+        "who": "unit",
+        "status": "maintenance",
+        "message": "checking out the collectors tree",
+    }
+    assert agent.status == {"status": "blocked", "message": NO_CREDENTIALS}
+    assert agent.model["version"] == remote.head()[:12]
+    timers = ["metrics-collector@ticker.timer", "metrics-pull.timer"]
+    assert _timers(machine) == timers
+
+    # juju integrate: the InfluxDB unit joins with an empty bag, then publishes.
+    relation = agent.relate("influxdb", "influxdb")
+    waiting = {
+        "status": "waiting",
+        "message": "waiting for influxdb to publish hostname, port, user, password on the "
+        "influxdb relation",
+    }
+    assert [d.status for d in agent.join(relation, "influxdb/0")] == [waiting, waiting]
+    changed = agent.change(relation, "influxdb/0", relation_data(influx))
+    # A run without credentials may have failed: the status says so until one succeeds.
+    assert changed.status["status"] == "active"
+    assert changed.message in (ACTIVE["message"], f"{ACTIVE['message']}; {FAILING}")
+    last = wait_for_new_run(influx, DATABASE, tick)
+    assert agent.hook("update-status").status == ACTIVE
+
+    # The InfluxDB unit leaves, then the relation goes: no credentials stay on the unit.
+    departed = agent.depart(relation, "influxdb/0")
+    assert departed.status == {
+        "status": "waiting",
+        "message": "waiting for a unit of influxdb to join the relation",
+    }
+    assert not _exists(machine, "/etc/ubuntu-community-metrics/influxdb.json")
+    broken = agent.break_relation(relation)
+    assert broken.status == {"status": "blocked", "message": NO_CREDENTIALS}
+    assert _timers(machine) == timers  # collectors keep their schedule; their runs spool
+
+    # juju add-secret, then config before grant-secret: blocked, naming the fix.
+    uri = agent.add_secret(secret_content(influx, DATABASE))
+    configured = agent.configure(influxdb_secret=uri)
+    assert configured.status == {
+        "status": "blocked",
+        "message": f"cannot read influxdb-secret {uri} (not granted, or removed): "
+        f"juju grant-secret {uri} {APP}",
+    }
+    # juju grant-secret runs no hook: the next update-status picks the grant up.
+    agent.grant_secret(uri)
+    updated = agent.hook("update-status")
+    assert updated.status["status"] == "active"
+    assert updated.message in (ACTIVE["message"], f"{ACTIVE['message']}; {FAILING}")
+    last = wait_for_new_run(influx, DATABASE, tick, after=last)
+    assert agent.hook("update-status").status == ACTIVE
+    # The runs while the unit had no credentials spooled their points, replayed since.
+    assert runs(influx, DATABASE, tick) == list(range(1, last + 1))
+
+    # juju update-secret: the new revision (another database) arrives with secret-changed.
+    influx.create_database(ROTATED_DATABASE)
+    influx.grant(COLLECTORS_USER, ROTATED_DATABASE, "ALL")
+    changed_secret = agent.update_secret(uri, secret_content(influx, ROTATED_DATABASE))
+    assert changed_secret is not None
+    assert changed_secret.path == "hooks/secret-changed"
+    assert changed_secret.status == ACTIVE
+    wait_for_new_run(influx, ROTATED_DATABASE, tick, after=last)
+
+    # The password went through no hook tool's command line and no log line.
+    for call in agent.calls():
+        assert not any(COLLECTORS_PASSWORD in arg for arg in call["argv"]), call
+    assert not any(COLLECTORS_PASSWORD in line["message"] for line in agent.model["log"])
+
+
+def test_branch_proxy_and_actions(
+    machine: Container, charm: Path, remote: GitRemote, influx: InfluxServer, release: str
+) -> None:
+    tick, upstream = f"tick_proxy_{release}", f"upstream_{release}"
+    push_tree(
+        remote,
+        {"ticker": ticker("3s", tick), "fetches": fetches(UPSTREAM, upstream)},
+        message="an offline collector and one behind the proxy",
+    )
+    with RecordingProxy("upstream.example", {"count": 42}) as proxy:
+        agent = UnitAgent(
+            machine,
+            proxy=ModelProxy(http=proxy.url, https=proxy.url, no_proxy=influx.host),
+        )
+        agent.deploy(charm, {"collectors-repo": remote.url, "collector-timeout": "15s"})
+        relation = agent.relate("influxdb", "influxdb")
+        agent.join(relation, "influxdb/0", relation_data(influx))
+        assert agent.status["status"] == "active"
+        wait_for(
+            "the upstream's count, fetched through the model's proxy",
+            lambda: influx.query(f'SELECT "count" FROM "{upstream}"', DATABASE),  # noqa: S608
+            timeout=60,
+        )
+        wait_for_new_run(influx, DATABASE, tick)
+        assert agent.hook("update-status").status == {
+            "status": "active",
+            "message": "2 collectors scheduled",
+        }
+        assert UPSTREAM in proxy.requests
+        # pip installed the collectors' requirements through it too.
+        assert any(request.startswith("CONNECT ") for request in proxy.requests)
+
+        listed = agent.run_action("list-collectors")
+        assert listed.action is not None
+        assert listed.action["failed"] is None
+        assert listed.action["results"]["count"] == "2"
+        rows = listed.action["results"]["collectors"].splitlines()
+        assert rows[0].split() == [
+            "NAME",
+            "INTERVAL",
+            "LAST-RESULT",
+            "LAST-RUN",
+            "NEXT-RUN",
+            "PROBLEM",
+        ]
+        assert sorted(row.split()[0] for row in rows[1:]) == ["fetches", "ticker"]
+
+        dry = agent.run_action("run-collector", name="ticker", dry_run=True)
+        assert dry.action is not None
+        assert dry.action["failed"] is None
+        assert dry.action["results"]["exit-status"] == "0"
+        assert dry.action["results"]["dry-run"] == "true"
+
+        unknown = agent.run_action("run-collector", name="nope")
+        assert unknown.action is not None
+        assert "nope" in unknown.action["failed"]
+        assert "list-collectors" in unknown.action["failed"]
+
+        # A merged collector: the pull action fetches it and schedules it at once.
+        before = remote.head()
+        tock = f"tock_proxy_{release}"
+        after = push_tree(
+            remote,
+            {
+                "ticker": ticker("3s", tick),
+                "fetches": fetches(UPSTREAM, upstream),
+                "tocker": ticker("4s", tock),
+            },
+            message="merge a collector",
+        )
+        pulled = agent.run_action("pull")
+        assert pulled.action is not None
+        assert pulled.action["failed"] is None
+        assert pulled.action["results"] == {
+            "old-commit": before,
+            "new-commit": after,
+            "added": "tocker",
+            "removed": "none",
+        }
+        assert pulled.status == {"status": "active", "message": "3 collectors scheduled"}
+        assert "metrics-collector@tocker.timer" in _timers(machine)
+        wait_for(
+            "the merged collector's first point",
+            lambda: runs(influx, DATABASE, tock),
+            timeout=60,
+        )
+
+
+def _timers(machine: Container) -> list[str]:
+    out = machine.run(
+        ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--type=timer", "metrics-*"]
+    ).stdout
+    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+
+def _exists(machine: Container, path: str) -> bool:
+    return machine.run(["test", "-e", path], check=False).returncode == 0
