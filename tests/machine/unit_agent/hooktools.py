@@ -8,8 +8,9 @@ hook or action and read back after it. Each call is appended to `calls.jsonl` (t
 dispatch path) so that a test can check what the charm asked and passed on command lines.
 
 Flags, `--format=json` output, exit codes and error texts follow Juju 3.6 for what ops 3.9
-sends (`ops/hookcmds`); a call the stand-in does not know fails loudly, as a tool missing from
-an older Juju would. Runs on the unit's own Python (3.10 on Ubuntu 22.04): stdlib only.
+sends (`ops/hookcmds`); a tool the stand-in does not serve is not on the PATH, so calling it
+fails loudly, as a tool missing from an older Juju would. Runs on the unit's own Python (3.10
+on Ubuntu 22.04): stdlib only.
 """
 
 from __future__ import annotations
@@ -374,8 +375,6 @@ def main() -> NoReturn:
         fcntl.flock(handle, fcntl.LOCK_EX)  # one tool at a time changes the model
         model = json.load(handle)
         try:
-            if tool not in TOOLS:
-                raise ToolError(f"the unit agent stand-in has no hook tool {tool!r}")
             function, flags, options = TOOLS[tool]
             usage = Usage(sys.argv[1:], flags=flags, options=options)
             function(model, usage)
