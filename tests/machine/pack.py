@@ -311,6 +311,32 @@ def _keep_in_cache(charm: Path, cached: Path, keep: int = 8) -> None:
         old.unlink(missing_ok=True)
 
 
+# What the charm is built from (.jujuignore keeps the rest of the repository out of it).
+CHARM_SOURCES = (
+    ".jujuignore",
+    "actions.yaml",
+    "charmcraft.yaml",
+    "collectors",
+    ":!collectors/tests",
+    "config.yaml",
+    "metadata.yaml",
+    "requirements.txt",
+    "src",
+    "templates",
+)
+
+
+def previous_charm_commit() -> str:
+    """The commit holding the charm before its newest change: what a unit runs now, that this
+    charm upgrades. HEAD itself when the working tree changes the charm."""
+    git = ["git", "-C", str(REPOSITORY)]
+    changed = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", *CHARM_SOURCES], check=False)
+    if changed.returncode != 0:
+        return _run([*git, "rev-parse", "HEAD"], what="git rev-parse").strip()
+    newest = _run([*git, "log", "-1", "--format=%H", "--", *CHARM_SOURCES], what="git log").strip()
+    return _run([*git, "rev-parse", f"{newest}~1"], what="git rev-parse").strip()
+
+
 def pack_commit(release: str, commit: str, *, log: Log = print) -> Path:
     """The charm as `commit` of this repository packs it (e.g. the previous release, to test
     an upgrade from it); a copy outside the repository, in the cache."""

@@ -8,7 +8,9 @@ checks the status an operator reads, the timers, and the points that land in Inf
 
 from __future__ import annotations
 
+import os
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from machine_deploy import (
 from machine_harness import Container, GitRemote, booted, wait_for
 from machine_trees import fetches, push_tree, ticker
 from metrics.testing import InfluxServer
-from pack import PLATFORMS, pack
+from pack import PLATFORMS, pack, pack_commit, previous_charm_commit
 from unit_agent import APP, ModelProxy, UnitAgent
 
 ROTATED_DATABASE = "metrics_rotated"
@@ -286,3 +288,65 @@ def _timers(machine: Container) -> list[str]:
 
 def _exists(machine: Container, path: str) -> bool:
     return machine.run(["test", "-e", path], check=False).returncode == 0
+
+
+def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothing(
+    machine: Container,
+    charm: Path,
+    remote: GitRemote,
+    influx: InfluxServer,
+    release: str,
+) -> None:
+    tick = f"tick_upgrade_{release}"
+    push_tree(remote, {"ticker": ticker("3s", tick)}, message="one offline collector")
+    # The charm before its newest change (UCM_PREVIOUS_CHARM_COMMIT names another, e.g. the
+    # commit of the revision released on Charmhub).
+    commit = os.environ.get("UCM_PREVIOUS_CHARM_COMMIT") or previous_charm_commit()
+    previous = pack_commit(release, commit, log=_log)
+    agent = UnitAgent(machine)
+    agent.deploy(previous, {"collectors-repo": remote.url, "collector-timeout": "15s"})
+    relation = agent.relate("influxdb", "influxdb")
+    agent.join(relation, "influxdb/0", relation_data(influx))
+    before = wait_for_new_run(influx, DATABASE, tick, after=2)
+    timer = "metrics-collector@ticker.timer"
+    started = _show(machine, timer, "ActiveEnterTimestampMonotonic")
+
+    upgraded = agent.upgrade(charm)
+    assert [d.path for d in upgraded] == ["hooks/upgrade-charm", "hooks/config-changed"]
+    assert upgraded[-1].status["status"] == "active"
+    with zipfile.ZipFile(charm) as archive:
+        new_entrypoint = archive.read("src/charm.py")
+    assert (agent.charm_dir / "src/charm.py").read_bytes() == new_entrypoint
+    # The timer was not restarted (a restart can skip or repeat a run), and runs go on.
+    assert _show(machine, timer, "ActiveEnterTimestampMonotonic") == started
+    last = wait_for_new_run(influx, DATABASE, tick, after=before + 2)
+    assert runs(influx, DATABASE, tick) == list(range(1, last + 1))
+
+    removed = agent.remove()
+    assert [d.path for d in removed] == [
+        "hooks/influxdb-relation-departed",
+        "hooks/influxdb-relation-broken",
+        "hooks/stop",
+        "hooks/remove",
+    ]
+    assert _timers(machine) == []
+    leftover_units = machine.run(
+        ["sh", "-c", "ls /etc/systemd/system | grep '^metrics-' || true"]
+    ).stdout.split()
+    assert leftover_units == []
+    for path in (
+        "/etc/ubuntu-community-metrics",
+        "/var/lib/ubuntu-community-metrics",
+        "/var/lib/juju/agents/unit-ubuntu-community-metrics-0",
+    ):
+        assert not _exists(machine, path), path
+    processes = machine.run(["pgrep", "-u", APP, "-a"], check=False)
+    assert processes.returncode == 1, processes.stdout
+    # Kept on purpose (docs/operating.md, "Removal"): the account, and the collectors' state,
+    # whose spool may hold points not yet written.
+    assert machine.run(["getent", "passwd", APP], check=False).returncode == 0
+    assert _exists(machine, "/var/lib/private/metrics-collector/ticker")
+
+
+def _show(machine: Container, unit: str, prop: str) -> str:
+    return machine.run(["systemctl", "show", unit, f"--property={prop}", "--value"]).stdout.strip()
