@@ -1,5 +1,6 @@
-"""Fixtures of the machine suite: a cached root file system, booted containers running the
-charm's workload, a test InfluxDB and a remote collectors branch.
+"""Fixtures of the machine suite, once per Ubuntu release the charm declares (22.04 and 24.04):
+the packed charm, the release's cached root file system, booted containers, a test InfluxDB,
+and a unit deployed from a remote collectors branch.
 
 The suite runs only where it can (root, systemd-nspawn, debootstrap, nsenter); elsewhere every
 test here is skipped with the reason. See docs/testing.md.
@@ -15,17 +16,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from machine_deploy import STEADY_TREE, deployed_unit, prepare_influx, serving_remote
-from machine_harness import (
+from machine_deploy import (
+    STEADY_TREE,
     CharmUnit,
-    Container,
-    booted,
-    cached_rootfs,
-    signals_unwind,
-    unavailable_reason,
+    deployed_unit,
+    prepare_influx,
+    serving_remote,
+    unit_image,
 )
+from machine_harness import Container, booted, signals_unwind, unavailable_reason
 from machine_trees import push_tree
 from metrics.testing import InfluxServer
+from pack import PLATFORMS, pack
 
 HERE = Path(__file__).parent
 
@@ -46,10 +48,26 @@ def _unwind_on_sigterm() -> Iterator[None]:
         yield
 
 
+def _log(line: str) -> None:
+    print(f"machine: {line}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session", params=sorted(PLATFORMS))
+def release(request: pytest.FixtureRequest) -> str:
+    """Each test runs on every release; pytest finishes one release before the next."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def machine_image() -> Path:
-    """The cached Debian root file system (built by debootstrap on the first run)."""
-    return cached_rootfs(log=lambda line: print(f"machine: {line}", file=sys.stderr))
+def charm(release: str) -> Path:
+    """The charm as `charmcraft pack` builds it for the release (cached by its inputs)."""
+    return pack(release, log=_log)
+
+
+@pytest.fixture(scope="session")
+def machine_image(release: str) -> Path:
+    """The release's cached root file system (built by debootstrap on the first run)."""
+    return unit_image(release, _log)
 
 
 @pytest.fixture
@@ -60,8 +78,9 @@ def container(machine_image: Path) -> Iterator[Container]:
 
 
 @pytest.fixture(scope="session")
-def influx() -> Iterator[InfluxServer]:
-    """Debian's influxd on loopback with authentication, and a user for the collectors."""
+def influx(release: str) -> Iterator[InfluxServer]:
+    """Debian's influxd on loopback with authentication, and a user for the collectors; one
+    per release, so the units of two releases never write into each other's series."""
     with InfluxServer(auth=True) as server:
         prepare_influx(server)
         yield server
@@ -69,10 +88,13 @@ def influx() -> Iterator[InfluxServer]:
 
 @pytest.fixture(scope="session")
 def steady_unit(
-    machine_image: Path, influx: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+    machine_image: Path,
+    charm: Path,
+    influx: InfluxServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CharmUnit]:
     """One unit running STEADY_TREE, shared by the scenarios that do not change its branch."""
     with serving_remote(tmp_path_factory.mktemp("steady") / "remote") as remote:
         push_tree(remote, STEADY_TREE, message="collectors for the steady unit")
-        with deployed_unit(machine_image, influx, remote) as unit:
+        with deployed_unit(machine_image, charm, influx, remote) as unit:
             yield unit

@@ -1,5 +1,6 @@
-"""How the machine tests set up a unit: the test InfluxDB's users, the remote branch, and
-a booted container with the charm's workload installed by `workload.reconcile`.
+"""How the machine tests set up a unit: the test InfluxDB's users, the remote branch, the
+machine's root file system, and a booted unit with the packed charm deployed by the unit
+agent stand-in and related to InfluxDB.
 
 Shared by conftest.py's fixtures, the scenarios that need their own unit, and the demo.
 """
@@ -17,10 +18,11 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from machine_harness import CharmUnit, GitRemote, _prepare_rootfs, booted
+from machine_harness import Container, GitRemote, Result, _prepare_rootfs, booted
 from machine_trees import BAD_INTERVAL, HANGS, RAISES, SANDBOX_PROBE, SYNTAX_ERROR, ticker
 from metrics.testing import InfluxServer
 from pack import ubuntu_root
+from unit_agent import CHARM_DIR, UnitAgent
 
 DATABASE = "metrics"
 COLLECTORS_USER = "collectors"
@@ -50,13 +52,13 @@ def prepare_influx(influx: InfluxServer) -> None:
     influx.grant(COLLECTORS_USER, DATABASE, "ALL")
 
 
-def influx_credentials(influx: InfluxServer) -> dict[str, object]:
+def relation_data(influx: InfluxServer) -> dict[str, str]:
+    """What an InfluxDB charm publishes on the influxdb-api interface."""
     return {
-        "host": influx.host,
-        "port": influx.port,
-        "username": COLLECTORS_USER,
+        "hostname": influx.host,
+        "port": str(influx.port),
+        "user": COLLECTORS_USER,
         "password": COLLECTORS_PASSWORD,
-        "database": DATABASE,
     }
 
 
@@ -72,26 +74,76 @@ def serving_remote(workdir: Path) -> Iterator[GitRemote]:
         remote.stop()
 
 
+class CharmUnit:
+    """A booted unit running the packed charm, driven as Juju and an operator drive it."""
+
+    def __init__(self, container: Container, agent: UnitAgent) -> None:
+        self.container = container
+        self.agent = agent
+
+    def workload(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
+        """`python3 -m workload ARGS` as an operator runs it on the unit (docs/operating.md)."""
+        return self.container.run(
+            ["python3", "-m", "workload", *args],
+            env={"PYTHONPATH": f"{CHARM_DIR}/src:{CHARM_DIR}/venv"},
+            check=check,
+            timeout=timeout,
+        )
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        """`systemctl show` properties of a unit."""
+        out = self.container.run(
+            ["systemctl", "show", unit, *(f"--property={p}" for p in properties)]
+        ).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def timers(self) -> list[str]:
+        """Names of the loaded metrics-collector@*.timer units."""
+        out = self.container.run(
+            [
+                "systemctl",
+                "list-units",
+                "--all",
+                "--plain",
+                "--no-legend",
+                "--type=timer",
+                "metrics-collector@*",
+            ]
+        ).stdout
+        return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+    def journal(self, unit: str, lines: int = 40) -> str:
+        return self.container.run(
+            ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
+            check=False,
+        ).stdout
+
+
 @contextlib.contextmanager
 def deployed_unit(
     image: Path,
+    charm: Path,
     influx: InfluxServer,
     remote: GitRemote,
     *,
     pull_interval: str = "1h",
 ) -> Iterator[CharmUnit]:
-    """A booted container with the charm's workload installed by `workload.reconcile`."""
-    with booted(image) as booted_container:
-        unit = CharmUnit(booted_container)
-        unit.install_charm_code()
-        settings = {
-            "repo": remote.url,
-            "branch": remote.branch,
-            "pull_interval": pull_interval,
-            "collector_timeout": COLLECTOR_TIMEOUT,
-        }
-        unit.reconcile(settings, influx_credentials(influx))
-        yield unit
+    """A booted unit: the packed charm deployed following `remote`'s branch, and integrated
+    with the InfluxDB (its unit joined with credentials)."""
+    with booted(image) as container:
+        agent = UnitAgent(container)
+        agent.deploy(
+            charm,
+            {
+                "collectors-repo": remote.url,
+                "collectors-branch": remote.branch,
+                "pull-interval": pull_interval,
+                "collector-timeout": COLLECTOR_TIMEOUT,
+            },
+        )
+        relation = agent.relate("influxdb", "influxdb")
+        agent.join(relation, "influxdb/0", relation_data(influx))
+        yield CharmUnit(container, agent)
 
 
 # What a cloud image of the release has that the charm relies on, plus python3-venv, which the

@@ -1,7 +1,7 @@
-"""Boot a throwaway Debian with a real systemd and drive it from the host.
+"""Boot a throwaway machine with a real systemd and drive it from the host.
 
-The root file system is made once by debootstrap and cached outside the repository, keyed
-by its package list and this harness's version. Every boot runs on a fresh copy of it, under
+Root file systems are made once by debootstrap and cached outside the repository (`pack.py`
+builds the Ubuntu ones), each keyed by what goes into it. Every boot runs on a fresh copy, under
 `systemd-nspawn --boot --register=no --keep-unit` sharing the host's network, so the
 container reaches servers the tests start on loopback. Commands run inside through
 `nsenter` into the container's PID 1. `Container.stop()` leaves no process or mount behind.
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import itertools
-import json
 import os
 import re
 import shutil
@@ -22,29 +20,10 @@ import socket
 import subprocess
 import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-# Bump when the way the root file system is built changes, so caches are rebuilt.
-HARNESS_VERSION = "1"
-SUITE = "bookworm"
-PACKAGES = (
-    "systemd",
-    "systemd-sysv",
-    "libnss-systemd",
-    "dbus",
-    "python3",
-    "python3-venv",
-    "python3-pip",
-    "python3-jinja2",
-    "python3-influxdb",
-    "python3-requests",
-    "git",
-    "ca-certificates",
-)
 _serial = itertools.count(1)
 CACHE_DIR = Path(os.environ.get("UCM_MACHINE_CACHE", "/var/cache/ubuntu-community-metrics"))
 # The containers' writes live in memory; a unit with a venv and a few checkouts uses ~200 MB.
@@ -97,49 +76,6 @@ def unavailable_reason() -> str | None:
         if shutil.which(tool) is None:
             return f"machine tests need {tool} on PATH: run ./dev setup"
     return None
-
-
-def host_mirror() -> str:
-    """UCM_DEBIAN_MIRROR, else the Debian mirror the host's apt uses (debootstrap goes where apt
-    already goes), else "": debootstrap's own default."""
-    if os.environ.get("UCM_DEBIAN_MIRROR"):
-        return os.environ["UCM_DEBIAN_MIRROR"]
-    sources = Path("/etc/apt/sources.list.d/debian.sources")
-    if sources.exists():
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:") and "security" not in line:
-                return line.split()[1]
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.exists():
-        for line in legacy.read_text().splitlines():
-            fields = line.split()
-            if len(fields) >= 3 and fields[0] == "deb" and "security" not in fields[1]:
-                return fields[1]
-    return ""
-
-
-def rootfs_key() -> str:
-    text = "\n".join([HARNESS_VERSION, SUITE, *sorted(PACKAGES)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def cached_rootfs(log: Callable[[str], None] = print) -> Path:
-    """The cached root file system, built first if this machine has none for this key."""
-    target = CACHE_DIR / f"rootfs-{rootfs_key()}"
-    if (target / "usr/lib/systemd/systemd").exists():
-        return target
-    mirror = host_mirror()
-    source = mirror or "debootstrap's default mirror"
-    log(f"building the container's root file system {target.name} from {source} (once)")
-
-    def build(building: Path) -> None:
-        debootstrap = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}"]
-        _run([*debootstrap, SUITE, str(building), mirror], what="debootstrap")
-        _prepare_rootfs(building)
-
-    build_in_place(target, build, done="usr/lib/systemd/systemd")
-    log(f"cached the root file system at {target}")
-    return target
 
 
 def build_in_place(target: Path, build: Callable[[Path], None], *, done: str) -> None:
@@ -658,100 +594,3 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float 
                 return True
         time.sleep(0.05)
     return False
-
-
-# Where Juju unpacks a machine charm; the workload finds templates/ and the bundled
-# collectors/ beside its own src/, exactly as in the charm.
-CHARM_DIR = "/var/lib/juju/agents/unit-ubuntu-community-metrics-0/charm"
-REPOSITORY = Path(__file__).resolve().parents[2]
-
-_RECONCILE = f"""
-import dataclasses, json, sys
-# The packed charm's venv (absent in a copy of the sources), as its dispatch puts it on the path.
-sys.path[:0] = [{CHARM_DIR + "/src"!r}, {CHARM_DIR + "/venv"!r}]
-import workload
-args = json.load(sys.stdin)
-settings = workload.Settings(**args["settings"])
-credentials = workload.InfluxCredentials(**args["credentials"]) if args["credentials"] else None
-report = workload.reconcile(settings, credentials)
-print(json.dumps(dataclasses.asdict(report), default=str))
-"""
-
-
-class CharmUnit:
-    """The charm's workload on a booted container, driven as the charm and an operator do."""
-
-    def __init__(self, container: Container) -> None:
-        self.container = container
-        self.report: dict[str, Any] = {}
-
-    def install_charm_code(self) -> None:
-        """Lay out src/, templates/ and collectors/ as the unpacked charm has them."""
-        charm = self.container.root / CHARM_DIR.lstrip("/")
-        shutil.rmtree(charm, ignore_errors=True)
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache")
-        for part in ("src", "templates", "collectors"):
-            if (REPOSITORY / part).is_dir():
-                shutil.copytree(REPOSITORY / part, charm / part, ignore=ignore)
-
-    def install_packed_charm(self, charm: Path) -> None:
-        """Unzip a packed .charm where Juju puts it, keeping each file's mode as Juju does."""
-        target = self.container.root / CHARM_DIR.lstrip("/")
-        shutil.rmtree(target, ignore_errors=True)
-        with zipfile.ZipFile(charm) as archive:
-            for info in archive.infolist():
-                path = Path(archive.extract(info, target))
-                mode = (info.external_attr >> 16) & 0o7777
-                if mode and not info.is_dir():
-                    path.chmod(mode)
-
-    def reconcile(
-        self, settings: Mapping[str, object], credentials: Mapping[str, object] | None
-    ) -> dict[str, Any]:
-        """`workload.reconcile` inside the container, as a charm hook calls it; its Report."""
-        payload = json.dumps(
-            {"settings": dict(settings), "credentials": credentials and dict(credentials)}
-        )
-        # Credentials go through stdin: never in argv or the environment.
-        result = self.container.run(
-            ["python3", "-c", _RECONCILE], input=payload, timeout=600, check=False
-        ).check()
-        self.report = json.loads(result.stdout.strip().splitlines()[-1])
-        return self.report
-
-    def workload(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
-        """`python3 -m workload ARGS` as an operator runs it on the unit."""
-        return self.container.run(
-            ["python3", "-m", "workload", *args],
-            env={"PYTHONPATH": f"{CHARM_DIR}/src:{CHARM_DIR}/venv"},
-            check=check,
-            timeout=timeout,
-        )
-
-    def show(self, unit: str, *properties: str) -> dict[str, str]:
-        """`systemctl show` properties of a unit."""
-        out = self.container.run(
-            ["systemctl", "show", unit, *(f"--property={p}" for p in properties)]
-        ).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def timers(self) -> list[str]:
-        """Names of the loaded metrics-collector@*.timer units."""
-        out = self.container.run(
-            [
-                "systemctl",
-                "list-units",
-                "--all",
-                "--plain",
-                "--no-legend",
-                "--type=timer",
-                "metrics-collector@*",
-            ]
-        ).stdout
-        return sorted(line.split()[0] for line in out.splitlines() if line.strip())
-
-    def journal(self, unit: str, lines: int = 40) -> str:
-        return self.container.run(
-            ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
-            check=False,
-        ).stdout

@@ -192,6 +192,31 @@ def run_metric(dry_run=False, verbose=False):
 '''
 
 
+LOAD_AVERAGE = '''\
+"""The unit's load average: a collector that needs no network, for the demo."""
+
+import os
+
+from metrics.lib.basemetric import Metric
+
+RUN_INTERVAL = "10s"
+
+
+class LoadAverage(Metric):
+    def collect(self):
+        one, five, fifteen = os.getloadavg()
+        yield {
+            "measurement": "load_average",
+            "tags": {},
+            "fields": {"load1": one, "load5": five, "load15": fifteen},
+        }
+
+
+def run_metric(dry_run=False, verbose=False):
+    LoadAverage(dry_run, verbose).run()
+'''
+
+
 def fetches(url: str, measurement: str) -> str:
     """A collector that writes the `count` of the JSON document at `url`."""
     return _FETCHES.format(url=url, measurement=measurement)

@@ -39,6 +39,20 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 APP = "ubuntu-community-metrics"
 PLATFORMS = {"jammy": "ubuntu@22.04:amd64", "noble": "ubuntu@24.04:amd64"}
 CHARMCRAFT = "charmcraft==4.5.0"
+# What the charm is built from (.jujuignore keeps the rest of the repository out of it).
+CHARM_SOURCES = (
+    ".jujuignore",
+    "README.md",
+    "actions.yaml",
+    "charmcraft.yaml",
+    "collectors",
+    ":!collectors/tests",
+    "config.yaml",
+    "metadata.yaml",
+    "requirements.txt",
+    "src",
+    "templates",
+)
 # Bump when the way the build root is made changes, so caches are rebuilt.
 BUILD_ROOT_VERSION = "2"
 # What charmcraft's charm plugin apt-installs, present already so a pack installs nothing.
@@ -244,15 +258,16 @@ def _in_root(
     return _run([*argv, "/usr/bin/env", "-i", *env.split(), "sh", "-ec", script], what=what)
 
 
-def tracked_files(source: Path) -> list[str]:
-    out = _run(["git", "-C", str(source), "ls-files", "-z"], what="git ls-files")
+def tracked_files(source: Path, *pathspecs: str) -> list[str]:
+    out = _run(["git", "-C", str(source), "ls-files", "-z", "--", *pathspecs], what="git ls-files")
     return [name for name in out.split("\0") if name and (source / name).is_file()]
 
 
-def _inputs_key(release: str, source: Path, names: Sequence[str]) -> str:
-    """What a pack depends on: the tracked files (names, modes, bytes), charmcraft, the base."""
+def _inputs_key(release: str, source: Path) -> str:
+    """What a pack depends on: the files of CHARM_SOURCES (names, modes, bytes), charmcraft and
+    the base; test_pack checks that nothing else of the repository reaches the charm."""
     digest = hashlib.sha256(f"{CHARMCRAFT} {BUILD_ROOT_VERSION} {release}".encode())
-    for name in sorted(names):
+    for name in sorted(tracked_files(source, *CHARM_SOURCES)):
         path = source / name
         digest.update(f"\0{name}\0{path.stat().st_mode & 0o111:o}\0".encode())
         digest.update(path.read_bytes())
@@ -265,8 +280,7 @@ def pack(release: str, *, source: Path = REPOSITORY, log: Log = print) -> Path:
     A pack of the same inputs is reused from the cache (packing takes 20 s), so every test
     module can ask for the charm it deploys.
     """
-    names = tracked_files(source)
-    cached = CACHE_DIR / "charms" / f"{_inputs_key(release, source, names)}-{charm_name(release)}"
+    cached = CACHE_DIR / "charms" / f"{_inputs_key(release, source)}-{charm_name(release)}"
     charm = source / charm_name(release)
     if cached.exists():
         shutil.copyfile(cached, charm)
@@ -275,7 +289,7 @@ def pack(release: str, *, source: Path = REPOSITORY, log: Log = print) -> Path:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ucm-pack-") as scratch:
         project = Path(scratch) / "project"
-        for name in names:
+        for name in tracked_files(source):
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, project / name)
         log(f"packing for {PLATFORMS[release]} with {CHARMCRAFT}")
@@ -309,21 +323,6 @@ def _keep_in_cache(charm: Path, cached: Path, keep: int = 8) -> None:
     packs = sorted(cached.parent.glob("*.charm"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in packs[keep:]:
         old.unlink(missing_ok=True)
-
-
-# What the charm is built from (.jujuignore keeps the rest of the repository out of it).
-CHARM_SOURCES = (
-    ".jujuignore",
-    "actions.yaml",
-    "charmcraft.yaml",
-    "collectors",
-    ":!collectors/tests",
-    "config.yaml",
-    "metadata.yaml",
-    "requirements.txt",
-    "src",
-    "templates",
-)
 
 
 def previous_charm_commit() -> str:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from machine_deploy import DATABASE, deployed_unit, serving_remote
-from machine_harness import CharmUnit, GitRemote, wait_for
+from machine_deploy import DATABASE, CharmUnit, deployed_unit, serving_remote
+from machine_harness import GitRemote, wait_for
 from machine_trees import push_tree, ticker
 from metrics.testing import InfluxServer
 
@@ -17,11 +17,16 @@ PULL_INTERVAL = "2s"
 
 @pytest.fixture(scope="module")
 def following(
-    machine_image: Path, influx: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+    machine_image: Path,
+    charm: Path,
+    influx: InfluxServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[CharmUnit, GitRemote]]:
     with serving_remote(tmp_path_factory.mktemp("follow") / "remote") as remote:
         push_tree(remote, {"ticker": ticker("3s", "follow_tick")}, message="first tree")
-        with deployed_unit(machine_image, influx, remote, pull_interval=PULL_INTERVAL) as unit:
+        with deployed_unit(
+            machine_image, charm, influx, remote, pull_interval=PULL_INTERVAL
+        ) as unit:
             yield unit, remote
 
 

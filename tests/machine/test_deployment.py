@@ -20,13 +20,13 @@ from machine_deploy import (
     COLLECTORS_USER,
     DATABASE,
     RecordingProxy,
+    relation_data,
     serving_remote,
-    unit_image,
 )
-from machine_harness import Container, GitRemote, booted, wait_for
+from machine_harness import Container, GitRemote, wait_for
 from machine_trees import fetches, push_tree, ticker
 from metrics.testing import InfluxServer
-from pack import PLATFORMS, pack, pack_commit, previous_charm_commit
+from pack import pack_commit, previous_charm_commit
 from unit_agent import APP, ModelProxy, UnitAgent
 
 ROTATED_DATABASE = "metrics_rotated"
@@ -40,41 +40,10 @@ def _log(line: str) -> None:
     print(f"machine: {line}", file=sys.stderr)
 
 
-@pytest.fixture(scope="module", params=sorted(PLATFORMS))
-def release(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def charm(release: str) -> Path:
-    return pack(release, log=_log)
-
-
-@pytest.fixture(scope="module")
-def image(release: str) -> Path:
-    return unit_image(release, _log)
-
-
-@pytest.fixture
-def machine(image: Path) -> Iterator[Container]:
-    with booted(image) as container:
-        yield container
-
-
 @pytest.fixture
 def remote(tmp_path: Path) -> Iterator[GitRemote]:
     with serving_remote(tmp_path / "remote") as serving:
         yield serving
-
-
-def relation_data(influx: InfluxServer) -> dict[str, str]:
-    """What an InfluxDB charm publishes on the influxdb-api interface."""
-    return {
-        "hostname": influx.host,
-        "port": str(influx.port),
-        "user": COLLECTORS_USER,
-        "password": COLLECTORS_PASSWORD,
-    }
 
 
 def secret_content(influx: InfluxServer, database: str) -> dict[str, str]:
@@ -106,11 +75,11 @@ def wait_for_new_run(
 
 
 def test_credentials_from_the_relation_then_from_a_secret(
-    machine: Container, charm: Path, remote: GitRemote, influx: InfluxServer, release: str
+    container: Container, charm: Path, remote: GitRemote, influx: InfluxServer, release: str
 ) -> None:
     tick = f"tick_secret_{release}"
     push_tree(remote, {"ticker": ticker("3s", tick)}, message="one offline collector")
-    agent = UnitAgent(machine)
+    agent = UnitAgent(container)
     deployed = agent.deploy(
         charm,
         {"collectors-repo": remote.url, "collector-timeout": "15s", "pull-interval": "1h"},
@@ -130,7 +99,7 @@ def test_credentials_from_the_relation_then_from_a_secret(
     assert agent.status == {"status": "blocked", "message": NO_CREDENTIALS}
     assert agent.model["version"] == remote.head()[:12]
     timers = ["metrics-collector@ticker.timer", "metrics-pull.timer"]
-    assert _timers(machine) == timers
+    assert _timers(container) == timers
 
     # juju integrate: the InfluxDB unit joins with an empty bag, then publishes.
     relation = agent.relate("influxdb", "influxdb")
@@ -153,10 +122,10 @@ def test_credentials_from_the_relation_then_from_a_secret(
         "status": "waiting",
         "message": "waiting for a unit of influxdb to join the relation",
     }
-    assert not _exists(machine, "/etc/ubuntu-community-metrics/influxdb.json")
+    assert not _exists(container, "/etc/ubuntu-community-metrics/influxdb.json")
     broken = agent.break_relation(relation)
     assert broken.status == {"status": "blocked", "message": NO_CREDENTIALS}
-    assert _timers(machine) == timers  # collectors keep their schedule; their runs spool
+    assert _timers(container) == timers  # collectors keep their schedule; their runs spool
 
     # juju add-secret, then config before grant-secret: blocked, naming the fix.
     uri = agent.add_secret(secret_content(influx, DATABASE))
@@ -192,7 +161,7 @@ def test_credentials_from_the_relation_then_from_a_secret(
 
 
 def test_branch_proxy_and_actions(
-    machine: Container, charm: Path, remote: GitRemote, influx: InfluxServer, release: str
+    container: Container, charm: Path, remote: GitRemote, influx: InfluxServer, release: str
 ) -> None:
     tick, upstream = f"tick_proxy_{release}", f"upstream_{release}"
     push_tree(
@@ -202,7 +171,7 @@ def test_branch_proxy_and_actions(
     )
     with RecordingProxy("upstream.example", {"count": 42}) as proxy:
         agent = UnitAgent(
-            machine,
+            container,
             proxy=ModelProxy(http=proxy.url, https=proxy.url, no_proxy=influx.host),
         )
         agent.deploy(charm, {"collectors-repo": remote.url, "collector-timeout": "15s"})
@@ -271,7 +240,7 @@ def test_branch_proxy_and_actions(
             "removed": "none",
         }
         assert pulled.status == {"status": "active", "message": "3 collectors scheduled"}
-        assert "metrics-collector@tocker.timer" in _timers(machine)
+        assert "metrics-collector@tocker.timer" in _timers(container)
         wait_for(
             "the merged collector's first point",
             lambda: runs(influx, DATABASE, tock),
@@ -279,19 +248,19 @@ def test_branch_proxy_and_actions(
         )
 
 
-def _timers(machine: Container) -> list[str]:
-    out = machine.run(
+def _timers(container: Container) -> list[str]:
+    out = container.run(
         ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--type=timer", "metrics-*"]
     ).stdout
     return sorted(line.split()[0] for line in out.splitlines() if line.strip())
 
 
-def _exists(machine: Container, path: str) -> bool:
-    return machine.run(["test", "-e", path], check=False).returncode == 0
+def _exists(container: Container, path: str) -> bool:
+    return container.run(["test", "-e", path], check=False).returncode == 0
 
 
 def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothing(
-    machine: Container,
+    container: Container,
     charm: Path,
     remote: GitRemote,
     influx: InfluxServer,
@@ -303,13 +272,13 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
     # commit of the revision released on Charmhub).
     commit = os.environ.get("UCM_PREVIOUS_CHARM_COMMIT") or previous_charm_commit()
     previous = pack_commit(release, commit, log=_log)
-    agent = UnitAgent(machine)
+    agent = UnitAgent(container)
     agent.deploy(previous, {"collectors-repo": remote.url, "collector-timeout": "15s"})
     relation = agent.relate("influxdb", "influxdb")
     agent.join(relation, "influxdb/0", relation_data(influx))
     before = wait_for_new_run(influx, DATABASE, tick, after=2)
     timer = "metrics-collector@ticker.timer"
-    started = _show(machine, timer, "ActiveEnterTimestampMonotonic")
+    started = _show(container, timer, "ActiveEnterTimestampMonotonic")
 
     upgraded = agent.upgrade(charm)
     assert [d.path for d in upgraded] == ["hooks/upgrade-charm", "hooks/config-changed"]
@@ -318,7 +287,7 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
         new_entrypoint = archive.read("src/charm.py")
     assert (agent.charm_dir / "src/charm.py").read_bytes() == new_entrypoint
     # The timer was not restarted (a restart can skip or repeat a run), and runs go on.
-    assert _show(machine, timer, "ActiveEnterTimestampMonotonic") == started
+    assert _show(container, timer, "ActiveEnterTimestampMonotonic") == started
     last = wait_for_new_run(influx, DATABASE, tick, after=before + 2)
     assert runs(influx, DATABASE, tick) == list(range(1, last + 1))
 
@@ -329,8 +298,8 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
         "hooks/stop",
         "hooks/remove",
     ]
-    assert _timers(machine) == []
-    leftover_units = machine.run(
+    assert _timers(container) == []
+    leftover_units = container.run(
         ["sh", "-c", "ls /etc/systemd/system | grep '^metrics-' || true"]
     ).stdout.split()
     assert leftover_units == []
@@ -339,14 +308,16 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
         "/var/lib/ubuntu-community-metrics",
         "/var/lib/juju/agents/unit-ubuntu-community-metrics-0",
     ):
-        assert not _exists(machine, path), path
-    processes = machine.run(["pgrep", "-u", APP, "-a"], check=False)
+        assert not _exists(container, path), path
+    processes = container.run(["pgrep", "-u", APP, "-a"], check=False)
     assert processes.returncode == 1, processes.stdout
     # Kept on purpose (docs/operating.md, "Removal"): the account, and the collectors' state,
     # whose spool may hold points not yet written.
-    assert machine.run(["getent", "passwd", APP], check=False).returncode == 0
-    assert _exists(machine, "/var/lib/private/metrics-collector/ticker")
+    assert container.run(["getent", "passwd", APP], check=False).returncode == 0
+    assert _exists(container, "/var/lib/private/metrics-collector/ticker")
 
 
-def _show(machine: Container, unit: str, prop: str) -> str:
-    return machine.run(["systemctl", "show", unit, f"--property={prop}", "--value"]).stdout.strip()
+def _show(container: Container, unit: str, prop: str) -> str:
+    return container.run(
+        ["systemctl", "show", unit, f"--property={prop}", "--value"]
+    ).stdout.strip()

@@ -3,8 +3,8 @@ and the spool is empty afterwards."""
 
 from __future__ import annotations
 
-from machine_deploy import DATABASE
-from machine_harness import CharmUnit, wait_for
+from machine_deploy import DATABASE, CharmUnit
+from machine_harness import wait_for
 from metrics.testing import InfluxServer
 
 STATE = "/var/lib/private/metrics-collector/ticker"

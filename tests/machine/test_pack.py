@@ -3,29 +3,22 @@ that its code loads with its own venv on that release's Python."""
 
 from __future__ import annotations
 
-import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pack import PLATFORMS, _in_root, build_root, pack
+from pack import CHARM_SOURCES, REPOSITORY, _in_root, build_root, tracked_files
 
 # Measured 6.6 MB (22.04) and 7.6 MB (24.04), 25 MB before the prime was trimmed; the bound
 # catches pip, setuptools or the repository's tests coming back.
 MAX_UNPACKED = 8_000_000
 
 
-@pytest.fixture(scope="module", params=sorted(PLATFORMS))
-def packed(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
-    release = str(request.param)
-    with tempfile.TemporaryDirectory() as scratch:
-        charm = pack(release)
-        kept = Path(scratch) / charm.name
-        shutil.copyfile(charm, kept)
-        yield release, kept
+@pytest.fixture
+def packed(release: str, charm: Path) -> tuple[str, Path]:
+    return release, charm
 
 
 def test_only_what_runs_on_a_unit_is_packed(packed: tuple[str, Path]) -> None:
@@ -64,6 +57,18 @@ def test_only_what_runs_on_a_unit_is_packed(packed: tuple[str, Path]) -> None:
     )
     assert sorted(n for n in names if n.startswith(unwanted)) == []
     assert sum(info.file_size for info in infos.values()) < MAX_UNPACKED
+
+
+def test_every_repository_file_in_the_charm_is_a_pack_input(packed: tuple[str, Path]) -> None:
+    """The pack cache is keyed by CHARM_SOURCES: a file of the repository that reaches the
+    charm from outside them would leave a stale pack in the cache."""
+    _, charm = packed
+    with zipfile.ZipFile(charm) as archive:
+        names = {info.filename for info in archive.infolist()}
+    repository = set(tracked_files(REPOSITORY))
+    inputs = set(tracked_files(REPOSITORY, *CHARM_SOURCES))
+    assert inputs & names, "no file of CHARM_SOURCES in the charm"
+    assert sorted((names & repository) - inputs) == []
 
 
 def test_the_charm_code_loads_with_its_venv_on_the_release_python(

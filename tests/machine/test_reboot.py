@@ -11,11 +11,11 @@ from metrics.testing import InfluxServer
 
 
 def test_timers_come_back_after_reboot(
-    machine_image: Path, influx: InfluxServer, tmp_path: Path
+    machine_image: Path, charm: Path, influx: InfluxServer, tmp_path: Path
 ) -> None:
     with serving_remote(tmp_path / "remote") as remote:
         push_tree(remote, {"ticker": ticker("2s", "reboot_tick")}, message="one collector")
-        with deployed_unit(machine_image, influx, remote) as unit:
+        with deployed_unit(machine_image, charm, influx, remote) as unit:
             wait_for("a run before the reboot", lambda: influx.count("reboot_tick", DATABASE))
             unit.container.reboot()
             after_boot = influx.count("reboot_tick", DATABASE)

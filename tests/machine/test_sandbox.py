@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from machine_deploy import DATABASE
-from machine_harness import CharmUnit, wait_for
+from machine_deploy import DATABASE, CharmUnit
+from machine_harness import wait_for
 from metrics.testing import InfluxServer
 
 

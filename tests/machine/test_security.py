@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from machine_harness import CharmUnit
+from machine_deploy import CharmUnit
 
 
 def test_collector_service_exposure_is_at_most_1_5(steady_unit: CharmUnit) -> None:
