@@ -11,6 +11,7 @@ every pull is an incremental fetch.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -179,6 +180,31 @@ def _cache_for(paths: Paths, repo: str, account: Account) -> Path:
     return paths.git_cache / _cache_name(repo)
 
 
+def _remote_config(repo: str) -> dict[str, str]:
+    """The remote as git configuration in the environment (readable by its user only).
+
+    An HTTP(S) URL's user and token become an `Authorization` header for that URL, and the
+    URL itself goes without them: git hands the URL to its remote helper on a command line,
+    which every local user can read for as long as the fetch lasts.
+    """
+    config = {f"remote.{_REMOTE}.url": repo}
+    parts = urllib.parse.urlsplit(repo)
+    if parts.scheme in ("http", "https") and (parts.username or parts.password):
+        public = display_url(repo)
+        user = urllib.parse.unquote(parts.username or "")
+        secret = urllib.parse.unquote(parts.password or "")
+        basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        config = {
+            f"remote.{_REMOTE}.url": public,
+            f"http.{public}.extraHeader": f"Authorization: Basic {basic}",
+        }
+    env = {"GIT_CONFIG_COUNT": str(len(config))}
+    for index, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
 class _Git:
     """git commands on the cache repository, run as the unprivileged account."""
 
@@ -193,11 +219,7 @@ class _Git:
             "GIT_TERMINAL_PROMPT": "0",  # a private repository fails instead of hanging
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
             "GIT_CONFIG_NOSYSTEM": "1",
-            # The URL may carry a token: give it to git in its environment (readable by that
-            # user only), never on the command line, which every local user can read.
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": f"remote.{_REMOTE}.url",
-            "GIT_CONFIG_VALUE_0": settings.repo,
+            **_remote_config(settings.repo),
             **settings.proxy.environment(),
         }
 

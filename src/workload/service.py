@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import shutil
 import time
@@ -226,11 +227,13 @@ def _converge(
 
     # The bundled tree is looked at on every hook (hashing it is cheap): upgrade-charm brings a
     # new one. A branch is fetched only by the pull timer, or when the source changed.
-    source_changed = record.get("source") != settings.source()
+    if record.get("source") == settings.source():  # as units before 2026-12 kept it, URL and all
+        record["source"] = _source_key(settings)
+    source_changed = record.get("source") != _source_key(settings)
     if fetch or checkout is None or source_changed or not settings.repo:
         try:
             checkout, collectors = _check_out(paths, settings, account)
-            record["source"] = settings.source()
+            record["source"] = _source_key(settings)
             record["checkout_problem"] = None
         except CheckoutError as error:
             record["checkout_problem"] = (
@@ -350,6 +353,13 @@ def _when(moment: datetime | None) -> str | None:
 def _live_commit(paths: Paths) -> str | None:
     checkout = current_checkout(paths)
     return checkout.id if checkout else None
+
+
+def _source_key(settings: Settings) -> str:
+    """A digest of what decides the tree, for sync.json, which anyone may read: the repository
+    URL may hold a token."""
+    text = json.dumps(settings.source(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _read_record(paths: Paths) -> dict[str, Any]:

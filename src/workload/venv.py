@@ -4,6 +4,11 @@ unprivileged account into `venvs/<hash>/`, then the `venv` symlink swapped.
 `<hash>` covers the requirements and the Python version, so an unchanged tree reuses its venv.
 A venv is built under its final name (venvs are not relocatable) and marked complete last; the
 `venv` symlink only ever points at a complete one, so a failed install keeps the old venv live.
+
+pip runs a package's build code as the account, so everything inside `venvs/<hash>/` is the
+account's and root never writes there or follows a link in it. `venvs/` itself is root's: the
+account cannot plant a name beside its venv, and the completion marker `venvs/<hash>.complete`
+is root's file in it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -90,7 +96,8 @@ def ensure_venv(
     wanted = wanted_venv(tree, python)
     folder = paths.venvs / wanted
     previous = current_venv(paths)
-    if not (folder / _COMPLETE).is_file():
+    _take_venvs_folder(paths)
+    if not _is_complete(paths, wanted):
         try:
             _build(paths, folder, tree / "requirements.txt", account, proxy, python)
         except VenvError as error:
@@ -99,18 +106,61 @@ def ensure_venv(
     if replace_symlink(paths.venv, folder.relative_to(paths.state_dir)):
         keep = {wanted} | ({previous} if previous else set())
         for other in paths.venvs.iterdir():
-            if other.name not in keep:
+            if other.name.removesuffix(_COMPLETE) in keep:
+                continue
+            if other.is_dir() and not other.is_symlink():
                 shutil.rmtree(other)
+            else:
+                other.unlink()
     return wanted
+
+
+def _marker(paths: Paths, venv: str) -> Path:
+    return paths.venvs / f"{venv}{_COMPLETE}"
+
+
+def _take_venvs_folder(paths: Paths) -> None:
+    """`venvs/` as root's 0755 folder (units before 2026-12 gave it to the account)."""
+    make_dirs(paths.venvs)
+    info = paths.venvs.lstat()
+    if info.st_uid != os.getuid():
+        os.chown(paths.venvs, os.getuid(), os.getgid(), follow_symlinks=False)
+
+
+def _is_complete(paths: Paths, venv: str) -> bool:
+    """Root's marker is there; a venv built before markers moved out of the venv counts when
+    its old marker is a regular file (the account owns that venv whole either way)."""
+    marker = _marker(paths, venv)
+    if stat.S_ISREG(_lstat_mode(marker)):
+        return True
+    if stat.S_ISREG(_lstat_mode(paths.venvs / venv / _COMPLETE)):
+        _write_marker(marker)
+        return True
+    return False
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return path.lstat().st_mode
+    except OSError:
+        return 0
+
+
+def _write_marker(marker: Path) -> None:
+    marker.unlink(missing_ok=True)
+    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 
 
 def _build(
     paths: Paths, folder: Path, requirements: Path, account: Account, proxy: Proxy, python: str
 ) -> None:
-    for parent in (paths.venvs, paths.home):
-        make_dirs(parent)
-        account.own(parent)
-    shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted
+    make_dirs(paths.home)
+    account.own(paths.home)
+    _marker(paths, folder.name).unlink(missing_ok=True)
+    _remove(folder)  # a build that was interrupted
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    account.own(folder)
     env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", **proxy.environment()}
     text = requirements.read_text() if requirements.is_file() else ""
     wanted = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -125,12 +175,20 @@ def _build(
         result = account.run(args, home=paths.home, env=env, cwd=requirements.parent,
                              timeout=_PIP_TIMEOUT)  # fmt: skip
         if result.returncode != 0:
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove(folder)
             raise VenvError(
                 f"installing {requirements.name} of the collectors tree failed "
                 f"({_summary(result.stderr or result.stdout)})"
             )
-    (folder / _COMPLETE).write_text("")
+    _write_marker(_marker(paths, folder.name))
+
+
+def _remove(path: Path) -> None:
+    """Delete a venv folder without following any link in it (or a link in its place)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def _summary(output: str) -> str:

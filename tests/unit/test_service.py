@@ -3,6 +3,7 @@ and a recording `systemctl` that answers `show` as systemd would."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -10,9 +11,11 @@ import shutil
 import stat
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from githttp import TOKEN, GitHttpServer
 from trees import write_tree
 
 from workload import (
@@ -644,3 +647,57 @@ def test_systemctl_failures_are_reported_not_raised(
         "metrics-collector@queue_size.timer metrics-collector@queue_size.service failed "
         "(exit status 1): Access denied",
     ]
+
+
+@pytest.fixture
+def forge(remote: Remote) -> Iterator[GitHttpServer]:
+    """The remote served over smart HTTP behind a token, as a team's forge serves it."""
+    with GitHttpServer(Path(remote.url).parent) as server:
+        yield server
+
+
+def test_a_token_in_collectors_repo_is_kept_in_root_only_files(
+    root: Path, remote: Remote, forge: GitHttpServer, systemctl: Recorder
+) -> None:
+    commit = remote.push({"queue_size": collector()})
+    settings = Settings(repo=forge.url("remote.git"))
+
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    pulled = sync(root=root, systemctl=systemctl, account=AS_ME)
+
+    assert report.commit == commit
+    assert pulled.problems == []
+    holding = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink() and TOKEN.encode() in path.read_bytes():
+                holding.append((str(path.relative_to(root)), stat.S_IMODE(path.stat().st_mode)))
+    assert holding == [("etc/ubuntu-community-metrics/settings.json", 0o600)]
+
+
+def test_a_token_in_collectors_repo_is_on_no_command_line_during_a_fetch(
+    root: Path, remote: Remote, forge: GitHttpServer, systemctl: Recorder
+) -> None:
+    remote.push({"queue_size": collector()})
+    settings = Settings(repo=forge.url("remote.git"))
+    forge.hold.clear()  # every request waits: the fetch stays in flight
+    hook = threading.Thread(
+        target=reconcile,
+        args=(settings, CREDENTIALS),
+        kwargs={"root": root, "systemctl": systemctl, "account": AS_ME},
+    )
+    hook.start()
+    try:
+        assert forge.waiting.wait(timeout=30), "git never reached the server"
+        command_lines = []
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                command_lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" "))
+        helpers = [line for line in command_lines if b"remote-http" in line]
+        assert helpers, "no git remote helper running: the fetch did not go over HTTP"
+        assert [line for line in command_lines if TOKEN.encode() in line] == []
+    finally:
+        forge.hold.set()
+        hook.join(timeout=60)
+    assert forge.requests > 0

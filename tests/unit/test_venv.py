@@ -106,7 +106,9 @@ def test_changed_requirements_build_a_new_venv_beside_the_old_and_prune_older_on
     assert ensure_venv(paths, tree, account=AS_ME, proxy=NO_PROXY) == ids[2]  # unchanged
 
     assert len(set(ids)) == 3
-    assert sorted(p.name for p in paths.venvs.iterdir()) == sorted(ids[1:])
+    assert sorted(p.name for p in paths.venvs.iterdir()) == sorted(
+        [*ids[1:], *(f"{venv}.complete" for venv in ids[1:])]
+    )
     assert current_venv(paths) == ids[2]
 
 
@@ -124,7 +126,7 @@ def test_a_failed_install_keeps_the_previous_venv_live(tmp_path: Path, wheels: P
     assert "no-such-package-7f3a9c" in message
     assert "kept the previous venv: fix requirements.txt in the collectors branch" in message
     assert current_venv(paths) == good
-    assert [p.name for p in paths.venvs.iterdir()] == [good]
+    assert sorted(p.name for p in paths.venvs.iterdir()) == [good, f"{good}.complete"]
 
 
 def test_pip_goes_through_the_configured_proxy(tmp_path: Path) -> None:
@@ -183,3 +185,69 @@ def test_the_venv_id_follows_included_requirement_files_inside_the_tree(tmp_path
     assert pinned_again != first
     assert without_base != pinned_again
     assert wanted_venv(tree) == without_base
+
+
+# A build backend that, while pip runs it as the account, plants the venv's completion marker
+# as a link to a file root owns, then builds an empty wheel.
+_PLANTING_BACKEND = """
+import base64, hashlib, os, sys, zipfile
+from pathlib import Path
+
+TARGET = {target!r}
+
+
+def _plant():
+    venv = Path(sys.prefix)
+    for name in (".complete", "../.complete"):
+        try:
+            os.symlink(TARGET, venv / name)
+        except OSError:
+            pass
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _plant()
+    name = "planter-1.0-py3-none-any.whl"
+    info = "planter-1.0.dist-info"
+    files = {{
+        f"{{info}}/METADATA": "Metadata-Version: 2.1\\nName: planter\\nVersion: 1.0\\n",
+        f"{{info}}/WHEEL": "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\n"
+        "Tag: py3-none-any\\n",
+    }}
+    record = "".join(f"{{p}},,\\n" for p in files) + f"{{info}}/RECORD,,\\n"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        for path, text in {{**files, f"{{info}}/RECORD": record}}.items():
+            wheel.writestr(path, text)
+    return name
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="running pip as another user needs root")
+def test_a_package_built_as_the_account_cannot_make_root_write_through_a_link(
+    shared_tmp: Path,
+) -> None:
+    account = Account(SYSTEM_USER)
+    account.ensure()
+    precious = shared_tmp / "precious"
+    precious.write_text("root's data\n")
+    precious.chmod(0o644)
+    package = shared_tmp / "planter"
+    package.mkdir()
+    (package / "backend.py").write_text(_PLANTING_BACKEND.format(target=str(precious)))
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    for folder in (package, shared_tmp):
+        folder.chmod(0o755)
+    tree = tree_with(shared_tmp / "tree", f"--no-index\n{package}\n")
+    paths = Paths(shared_tmp / "root")
+
+    ensure_venv(paths, tree, account=account, proxy=NO_PROXY)
+
+    assert precious.read_text() == "root's data\n"
+    # The venv still counts as built: its marker is kept where the account cannot write.
+    assert ensure_venv(paths, tree, account=account, proxy=NO_PROXY) == current_venv(paths)
