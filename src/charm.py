@@ -105,6 +105,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         except SystemctlError as error:
             event.fail(f"cannot ask systemd about the collectors: {error}")
             return
+        except workload.DiscoveryError as error:
+            event.fail(str(error))
+            return
         rows = [("NAME", "INTERVAL", "LAST-RESULT", "LAST-RUN", "NEXT-RUN", "PROBLEM")]
         rows += [
             (
@@ -134,7 +137,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         except ValueError as error:  # not a schedulable collector: the message names those
             event.fail(f"{error} (see list-collectors)")
             return
-        except SystemctlError as error:
+        except (SystemctlError, workload.DiscoveryError) as error:
             event.fail(f"cannot run collector {name}: {error}")
             return
         event.set_results(

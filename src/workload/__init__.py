@@ -8,6 +8,7 @@ The charm calls `ensure_packages`, `reconcile`, `sync`, `check_influxdb`, `list_
 from .credentials import InfluxCredentials
 from .discovery import Collector
 from .influx import check_influxdb
+from .isolation import DiscoveryError
 from .packages import PackagesError, ensure_packages
 from .service import (
     CollectorStatus,
@@ -25,6 +26,7 @@ from .settings import Proxy, Settings
 __all__ = [
     "Collector",
     "CollectorStatus",
+    "DiscoveryError",
     "InfluxCredentials",
     "PackagesError",
     "Proxy",

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .account import Account
-from .discovery import Collector, discover_collectors
+from .discovery import Collector
 from .files import make_dirs, replace_symlink
+from .isolation import DiscoveryError, discover_checkout
 from .paths import Paths
 from .settings import Settings
 
@@ -124,7 +125,7 @@ def prepare_git(paths: Paths, settings: Settings, account: Account) -> Checkout:
     return Checkout(commit, destination, destination / settings.path)
 
 
-def validate(checkout: Checkout, settings: Settings) -> list[Collector]:
+def validate(paths: Paths, checkout: Checkout, settings: Settings) -> list[Collector]:
     """Discover the collectors of a built tree; CheckoutError when it is not a collectors tree."""
     tree = checkout.tree.resolve()
     if (
@@ -140,7 +141,10 @@ def validate(checkout: Checkout, settings: Settings) -> list[Collector]:
             f"{where} has no {settings.path}/metrics/collectors folder: "
             "check collectors-path and collectors-branch"
         )
-    return discover_collectors(checkout.tree)
+    try:
+        return discover_checkout(paths, checkout.tree)
+    except DiscoveryError as error:
+        raise CheckoutError(str(error)) from None
 
 
 def activate(paths: Paths, checkout: Checkout) -> Checkout | None:

@@ -32,8 +32,9 @@ from .checkout import (
     validate,
 )
 from .credentials import InfluxCredentials, write_credentials
-from .discovery import Collector, discover_collectors
+from .discovery import Collector
 from .files import make_dirs, write_if_changed
+from .isolation import DiscoveryError, discover_checkout
 from .paths import Paths
 from .settings import Settings, load_settings, save_settings
 from .units import UnitOptions, render_units
@@ -149,7 +150,7 @@ def run_collector(
     Raises ValueError naming the schedulable collectors when `name` is not one of them.
     """
     checkout = current_checkout(Paths(root))
-    collectors = discover_collectors(checkout.tree) if checkout else []
+    collectors = discover_checkout(Paths(root), checkout.tree) if checkout else []
     known = [c.name for c in collectors if c.problem is None]
     if name not in known:
         problem = next((c.problem for c in collectors if c.name == name), None)
@@ -185,7 +186,7 @@ def list_collectors(
     checkout = current_checkout(Paths(root))
     if checkout is None:
         return []
-    collectors = discover_collectors(checkout.tree)
+    collectors = discover_checkout(Paths(root), checkout.tree)
     runnable = [c.name for c in collectors if c.problem is None]
     states = systemd.collector_states(runnable, systemctl=_systemctl(systemctl))
     statuses = []
@@ -246,7 +247,17 @@ def _converge(
 
     if checkout is not None:
         if collectors is None:
-            collectors = discover_collectors(checkout.tree)
+            try:
+                collectors = discover_checkout(paths, checkout.tree)
+            except DiscoveryError as error:
+                # Keep the units as they are: an empty list would unschedule every collector.
+                problems.append(f"{error}: the collectors keep their schedule")
+                record.update(problems=problems)
+                _write_record(paths, record)
+                return _Outcome(
+                    report=Report(checkout.id, record.get("scheduled", []), [], [], problems),
+                    sync=SyncResult(old_commit, checkout.id, problems=problems),
+                )
         venv_problem: str | None = _ensure_venv(paths, settings, checkout, record, fetch, account)
         if venv_problem:
             problems.append(venv_problem)
@@ -301,7 +312,7 @@ def _check_out(
         checkout = prepare_git(paths, settings, account)
     else:
         checkout = prepare_bundled(paths, settings.bundled_tree)
-    collectors = validate(checkout, settings)
+    collectors = validate(paths, checkout, settings)
     activate(paths, checkout)
     prune_caches(paths, settings.repo)
     return checkout, collectors

@@ -794,6 +794,37 @@ def test_a_systemd_failure_fails_the_action_with_the_command(
     assert failure.value.message == message + str(error)
 
 
+@pytest.mark.parametrize(
+    ("action", "params", "prefix"),
+    [
+        ("list-collectors", {}, ""),
+        ("run-collector", {"name": "bugs"}, "cannot run collector bugs: "),
+    ],
+)
+def test_a_tree_that_cannot_be_listed_fails_the_action_with_why(
+    ctx: testing.Context[Any],
+    fake: FakeWorkload,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+    params: dict[str, str],
+    prefix: str,
+) -> None:
+    error = workload.DiscoveryError(
+        "cannot list the collectors of /var/lib/ubuntu-community-metrics/current "
+        "(it took more than 60 s)"
+    )
+
+    def fail(*_: Any, **__: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(charm.workload, action.replace("-", "_"), fail)
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        ctx.run(ctx.on.action(action, params=params), testing.State())
+
+    assert failure.value.message == prefix + str(error)
+
+
 def test_pull_returns_commits_and_collector_changes_and_refreshes_the_status(
     ctx: testing.Context[Any], fake: FakeWorkload
 ) -> None:

@@ -98,7 +98,7 @@ def paths(tmp_path: Path) -> Paths:
 def pull(paths: Paths, settings: Settings, account: Account = AS_ME) -> str:
     """What sync does with a checkout: build, validate, swap. Returns the live id."""
     checkout = prepare_git(paths, settings, account)
-    validate(checkout, settings)
+    validate(paths, checkout, settings)
     activate(paths, checkout)
     return checkout.id
 
@@ -110,7 +110,7 @@ def test_a_branch_is_checked_out_and_current_points_at_its_collectors_tree(
     head = git("-C", str(remote.work), "rev-parse", "HEAD")
 
     checkout = prepare_git(paths, settings, AS_ME)
-    collectors = validate(checkout, settings)
+    collectors = validate(paths, checkout, settings)
     activate(paths, checkout)
 
     assert checkout.id == head
@@ -263,7 +263,7 @@ def test_a_tree_without_the_collectors_folder_is_refused(remote: Remote, paths: 
 
     checkout = prepare_git(paths, settings, AS_ME)
     with pytest.raises(CheckoutError) as error:
-        validate(checkout, settings)
+        validate(paths, checkout, settings)
 
     assert f"{remote.url} at {checkout.id[:12]} has no collectors/metrics/collectors" in str(
         error.value
@@ -281,7 +281,7 @@ def test_a_collectors_path_that_leaves_the_checkout_is_refused(
     settings = Settings(repo=remote.url, path="outside")
 
     with pytest.raises(CheckoutError, match="has no outside/metrics/collectors folder"):
-        validate(prepare_git(paths, settings, AS_ME), settings)
+        validate(paths, prepare_git(paths, settings, AS_ME), settings)
 
 
 def test_a_password_in_the_repository_url_is_never_shown(paths: Paths) -> None:
@@ -339,7 +339,7 @@ def test_the_bundled_tree_is_copied_under_its_content_hash(tmp_path: Path, paths
     assert first.id.startswith("bundled-")
     assert changed.id != first.id
     assert not (first.tree / "metrics" / "__pycache__").exists()
-    assert [c.interval for c in validate(changed, Settings(bundled_tree=bundled))] == ["1h"]
+    assert [c.interval for c in validate(paths, changed, Settings(bundled_tree=bundled))] == ["1h"]
 
 
 def test_a_bundled_tree_without_collectors_names_the_fix(tmp_path: Path, paths: Paths) -> None:

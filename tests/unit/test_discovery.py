@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from workload.discovery import MAX_NAME_LENGTH, Collector, discover_collectors
+from workload.discovery import MAX_INIT_BYTES, MAX_NAME_LENGTH, Collector, discover_collectors
 
 RUN_METRIC = "def run_metric(dry_run=False, verbose=False):\n    pass\n"
 
@@ -148,38 +148,75 @@ def test_folder_without_init_is_a_problem(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["folder", "fifo", "dangling link", "link loop"])
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
 def test_init_that_is_not_a_regular_file_is_missing(tmp_path: Path, kind: str) -> None:
     folder = tmp_path / "metrics" / "collectors" / "odd"
     folder.mkdir(parents=True)
     init = folder / "__init__.py"
     if kind == "folder":
         init.mkdir()
-    elif kind == "fifo":
-        os.mkfifo(init)  # reading it would block forever
-    elif kind == "dangling link":
-        init.symlink_to("nowhere.py")
     else:
-        init.symlink_to("__init__.py")
+        os.mkfifo(init)  # reading it would block forever
 
     assert only_problem(tmp_path).endswith(
         "__init__.py is missing: add it with RUN_INTERVAL and run_metric"
     )
 
 
-def test_symbolic_links_are_followed(tmp_path: Path) -> None:
-    real = write_collector(tmp_path, "real", 'RUN_INTERVAL = "2h"\n' + RUN_METRIC)
-    (tmp_path / "metrics" / "collectors" / "alias").symlink_to(real)
-    linked = tmp_path / "metrics" / "collectors" / "linked_init"
-    linked.mkdir()
-    (linked / "__init__.py").symlink_to(real / "__init__.py")
-    (tmp_path / "metrics" / "collectors" / "plain_file").write_text(RUN_METRIC)
+LINK_PROBLEM = "is a symbolic link, which the charm does not follow in a collectors tree"
 
-    assert discover_collectors(tmp_path) == [
-        Collector("alias", "2h", None),
-        Collector("linked_init", "2h", None),
-        Collector("real", "2h", None),
-    ]
+
+def test_symbolic_links_in_the_tree_are_not_followed(tmp_path: Path) -> None:
+    """Root must not read through links the tree's author planted: a link to a root-only file
+    or folder outside the tree, a loop, /proc/self/mem. Each such collector is named."""
+    real = write_collector(tmp_path, "real", 'RUN_INTERVAL = "2h"\n' + RUN_METRIC)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "__init__.py").write_text('RUN_INTERVAL = "1h"\n' + RUN_METRIC)
+    collectors = tmp_path / "metrics" / "collectors"
+    (collectors / "alias").symlink_to(outside)
+    for name, target in (
+        ("linked_init", real / "__init__.py"),
+        ("dangling", "nowhere.py"),
+        ("loop", "__init__.py"),
+        ("proc_mem", "/proc/self/mem"),
+    ):
+        (collectors / name).mkdir()
+        (collectors / name / "__init__.py").symlink_to(target)
+
+    found = {c.name: c for c in discover_collectors(tmp_path)}
+
+    assert found.pop("real") == Collector("real", "2h", None)
+    assert sorted(found) == ["alias", "dangling", "linked_init", "loop", "proc_mem"]
+    assert (
+        found["alias"].problem
+        == f"metrics/collectors/alias {LINK_PROBLEM}: replace it with the real folder or file"
+    )
+    for name in ("dangling", "linked_init", "loop", "proc_mem"):
+        problem = found[name].problem or ""
+        assert problem.startswith(f"metrics/collectors/{name}/__init__.py {LINK_PROBLEM}"), name
+
+
+@pytest.mark.parametrize("linked", ["metrics", "metrics/collectors"])
+def test_a_linked_package_folder_means_no_collectors(tmp_path: Path, linked: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    write_collector(elsewhere, "real", 'RUN_INTERVAL = "2h"\n' + RUN_METRIC)
+    tree = tmp_path / "tree"
+    (tree / linked).parent.mkdir(parents=True, exist_ok=True)
+    (tree / linked).symlink_to(elsewhere / linked)
+
+    assert discover_collectors(tree) == []
+
+
+def test_an_init_over_the_size_bound_is_a_problem_not_parsed(tmp_path: Path) -> None:
+    padding = "x = 1\n" * (MAX_INIT_BYTES // 6 + 1)
+    write_collector(tmp_path, "huge", 'RUN_INTERVAL = "3h"\n' + RUN_METRIC + padding)
+
+    assert only_problem(tmp_path) == (
+        "metrics/collectors/huge/__init__.py has 256 KiB, more than the 256 KiB an __init__.py"
+        " may have: keep RUN_INTERVAL and run_metric there and move the code to other modules"
+        " of the collector"
+    )
 
 
 def test_collectors_folder_that_is_a_file_means_no_collectors(tmp_path: Path) -> None:
@@ -243,7 +280,7 @@ def test_name_longer_than_a_system_user_allows_is_a_problem_on_that_collector(
 
 
 def test_large_init_is_read_to_the_end(tmp_path: Path) -> None:
-    padding = "".join(f"CONSTANT_{index} = {index}\n" for index in range(20_000))
+    padding = "".join(f"CONSTANT_{index} = {index}\n" for index in range(9_000))
     write_collector(tmp_path, "large", padding + 'RUN_INTERVAL = "3h"\n' + RUN_METRIC)
 
     assert discover_collectors(tmp_path) == [Collector("large", "3h", None)]

@@ -1,7 +1,10 @@
 """Static discovery of the collectors in a collectors tree.
 
 Reads each `metrics/collectors/<name>/__init__.py` with `ast` and never imports anything from
-the tree: this runs as root on units, and the tree is a team's own repository.
+the tree, which is a team's own repository. Nothing here follows a symbolic link below the tree
+or reads anything but a regular file of bounded size; on units, `workload.isolation` runs it as
+the unprivileged account in a child process with memory and CPU limits, so that a file that
+crashes or exhausts the parser costs one collector, not the run.
 
 `collectors/metrics/lib/discovery.py` is a byte-identical copy (docs/design.md): edit this file,
 then copy it over.
@@ -14,6 +17,7 @@ to know what Python would see) and looks at the top-level statements in a single
 from __future__ import annotations
 
 import ast
+import errno
 import keyword
 import os
 import stat
@@ -27,6 +31,10 @@ DEFAULT_INTERVAL = "5m"
 # Each collector runs as its own system user `mc-<name>`, and systemd's user names stop at 31
 # characters (useradd and DynamicUser= refuse longer ones): 31 - len("mc-") leaves 28.
 MAX_NAME_LENGTH = 28
+
+# A collector's __init__.py declares RUN_INTERVAL and run_metric; its code lives in modules
+# beside it. The bound keeps the parser's time and memory small whatever a branch holds.
+MAX_INIT_BYTES = 256 * 1024
 
 _NOT_A_LITERAL = (
     'RUN_INTERVAL is not a literal string: assign it a string such as RUN_INTERVAL = "5m"'
@@ -48,27 +56,31 @@ class Collector:
 
 def discover_collectors(tree: Path) -> list[Collector]:
     """Every collector under `tree/metrics/collectors/`, sorted by name."""
-    package = os.path.join(tree, "metrics", "collectors")
+    return [inspect_collector(tree, name) for name in collector_names(tree)]
+
+
+def collector_names(tree: Path) -> list[str]:
+    """The names of the folders (and links, which `inspect_collector` refuses) in
+    `tree/metrics/collectors/`, sorted; none when either folder is missing or a link."""
     try:
-        entries = list(os.scandir(package))
-    except (FileNotFoundError, NotADirectoryError):
+        package = _open_folder(tree, ("metrics", "collectors"))
+    except OSError:
         return []
-    names = []
-    for entry in entries:
-        name = entry.name
-        if name.startswith((".", "__")):
-            continue
-        try:
-            is_dir = entry.is_dir()  # follows symbolic links, as Path.is_dir() does
-        except OSError:
-            is_dir = False
-        if is_dir:
-            names.append(name)
-    names.sort()
-    return [_inspect(package, name) for name in names]
+    try:
+        with os.scandir(package) as entries:
+            names = [
+                entry.name
+                for entry in entries
+                if not entry.name.startswith((".", "__"))
+                and (entry.is_symlink() or entry.is_dir(follow_symlinks=False))
+            ]
+    finally:
+        os.close(package)
+    return sorted(names)
 
 
-def _inspect(package: str, name: str) -> Collector:
+def inspect_collector(tree: Path, name: str) -> Collector:
+    """The collector `name` of `tree`: its interval, or the problem that keeps it from running."""
     where = f"metrics/collectors/{name}/__init__.py"
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         return Collector(
@@ -86,12 +98,29 @@ def _inspect(package: str, name: str) -> Collector:
             f" names stop at 31 characters): rename the folder to at most {MAX_NAME_LENGTH}"
             " characters",
         )
-    source = _read_regular_file(os.path.join(package, name, "__init__.py"))
+    try:
+        folder = _open_folder(tree, ("metrics", "collectors", name))
+    except OSError as error:
+        return Collector(name, DEFAULT_INTERVAL, _unreadable(f"metrics/collectors/{name}", error))
+    try:
+        source = _read_init(folder)
+    except OSError as error:
+        return Collector(name, DEFAULT_INTERVAL, _unreadable(where, error))
+    finally:
+        os.close(folder)
     if source is None:
         return Collector(
             name,
             DEFAULT_INTERVAL,
             f"{where} is missing: add it with RUN_INTERVAL and run_metric",
+        )
+    if len(source) > MAX_INIT_BYTES:
+        return Collector(
+            name,
+            DEFAULT_INTERVAL,
+            f"{where} has {len(source) // 1024} KiB, more than the {MAX_INIT_BYTES // 1024} KiB"
+            " an __init__.py may have: keep RUN_INTERVAL and run_metric there and move the code"
+            " to other modules of the collector",
         )
     try:
         module = ast.parse(source, where, mode="exec", feature_version=None)
@@ -103,33 +132,74 @@ def _inspect(package: str, name: str) -> Collector:
         )
     except ValueError as error:  # null bytes, undecodable source
         return Collector(name, DEFAULT_INTERVAL, f"{where}: cannot be parsed ({error})")
+    except (RecursionError, MemoryError):
+        return Collector(name, DEFAULT_INTERVAL, _too_complex(where))
     interval, problem = _check(module.body, where)
     return Collector(name, interval, problem)
 
 
-def _read_regular_file(path: str) -> bytes | None:
-    """The bytes of `path`, or None where `Path.is_file()` would be false (absent, a folder).
+def _too_complex(where: str) -> str:
+    return (
+        f"{where} is too deeply nested for Python's parser: keep RUN_INTERVAL and run_metric"
+        " there and simplify or move the rest"
+    )
 
-    One open, fstat and (almost always) one read; `O_NONBLOCK` so that a FIFO named
-    `__init__.py` cannot block.
-    """
+
+def _unreadable(where: str, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return (
+            f"{where} is a symbolic link, which the charm does not follow in a collectors"
+            " tree: replace it with the real folder or file"
+        )
+    if error.errno == errno.ENOTDIR:
+        return f"{where} is not a folder: make it a collector folder or remove it"
+    return f"{where} cannot be read ({os.strerror(error.errno or 0)}): fix its permissions"
+
+
+def _open_folder(tree: Path, parts: tuple[str, ...]) -> int:
+    """A descriptor of `tree/<parts>`, opened one component at a time without following a
+    symbolic link below `tree` (ELOOP where one is)."""
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except PermissionError:
+        for part in parts:
+            try:
+                child = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except NotADirectoryError:
+                # Linux says ENOTDIR, not ELOOP, for a link opened with O_DIRECTORY.
+                if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
         raise
-    except OSError:
-        return None
+    return fd
+
+
+def _read_init(folder: int) -> bytes | None:
+    """The bytes of `__init__.py` in `folder`, at most MAX_INIT_BYTES + 1 of them, or None
+    where there is no regular file of that name. Never follows a link (OSError ELOOP);
+    `O_NONBLOCK` so that a FIFO cannot block."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
+        fd = os.open("__init__.py", flags, dir_fd=folder)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno in (errno.EISDIR, errno.ENXIO):
             return None
-        size = status.st_size
-        data = os.read(fd, size + 1)
-        if len(data) == size:  # the whole file as fstat saw it: no second read for EOF
-            return data
-        chunks = [data]  # it changed meanwhile, or a short read: read on to the end
-        while chunk := os.read(fd, max(size, 4096)):
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        left = MAX_INIT_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
             chunks.append(chunk)
+            left -= len(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
