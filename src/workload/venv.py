@@ -29,6 +29,7 @@ from .settings import Proxy
 PYTHON = "/usr/bin/python3"
 _COMPLETE = ".complete"
 _PIP_TIMEOUT = 1800
+_MAX_REQUIREMENTS_BYTES = 1024 * 1024
 _FIX = "fix requirements.txt in the collectors branch, or check the proxy settings"
 
 
@@ -42,8 +43,8 @@ def wanted_venv(tree: Path, python: str = PYTHON) -> str:
     Files it includes (`-r`, `-c`) count too, so a changed constraints file builds a new venv.
     """
     digest = hashlib.sha256()
-    for path in _requirement_files(tree / "requirements.txt"):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path, data in _requirement_files(tree / "requirements.txt"):
+        digest.update(path.name.encode() + b"\0" + data + b"\0")
     version = subprocess.run(
         [python, "-c", "import platform; print(platform.python_version())"],
         check=True,
@@ -54,24 +55,46 @@ def wanted_venv(tree: Path, python: str = PYTHON) -> str:
     return digest.hexdigest()[:16]
 
 
-def _requirement_files(first: Path) -> list[Path]:
-    """`first` and the files it includes, transitively, that exist inside its folder."""
-    found: list[Path] = []
+def _requirement_files(first: Path) -> list[tuple[Path, bytes]]:
+    """`first` and the files it includes, transitively, that are regular files inside its
+    folder, with their bytes. Root reads them: a link (to a root-only file, a FIFO,
+    /proc/self/mem) or a path out of the tree counts as absent, and pip, which runs as the
+    account, says what is wrong with it."""
+    found: list[tuple[Path, bytes]] = []
     pending = [first]
     while pending:
         path = pending.pop(0)
-        if (
-            path in found
-            or not path.is_file()
-            or not path.resolve().is_relative_to(first.parent.resolve())
-        ):
+        if any(path == seen for seen, _ in found):
             continue
-        found.append(path)
-        for line in path.read_text(errors="replace").splitlines():
+        if not path.resolve().is_relative_to(first.parent.resolve()):
+            continue
+        data = _read_regular(path)
+        if data is None:
+            continue
+        found.append((path, data))
+        for line in data.decode(errors="replace").splitlines():
             match = re.match(r"\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)", line)
             if match:
                 pending.append(path.parent / match.group(1))
     return found
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of `path` if it is a regular file (not a link) of at most 1 MiB, else None."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_REQUIREMENTS_BYTES:
+            return None
+        return os.read(fd, _MAX_REQUIREMENTS_BYTES + 1)[:_MAX_REQUIREMENTS_BYTES]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def current_venv(paths: Paths) -> str | None:
@@ -162,7 +185,13 @@ def _build(
     folder.chmod(0o755)
     account.own(folder)
     env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", **proxy.environment()}
-    text = requirements.read_text() if requirements.is_file() else ""
+    data = _read_regular(requirements)
+    if data is None and os.path.lexists(requirements):
+        raise VenvError(
+            f"{requirements.name} of the collectors tree is not a plain file (a symbolic link,"
+            " a special file, or over 1 MiB): commit it as a regular file"
+        )
+    text = (data or b"").decode(errors="replace")
     wanted = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     # Nothing to install: no pip in the venv either (ensurepip takes seconds).
     steps = [[python, "-m", "venv", *([] if wanted else ["--without-pip"]), str(folder)]]

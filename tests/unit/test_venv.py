@@ -251,3 +251,36 @@ def test_a_package_built_as_the_account_cannot_make_root_write_through_a_link(
     assert precious.read_text() == "root's data\n"
     # The venv still counts as built: its marker is kept where the account cannot write.
     assert ensure_venv(paths, tree, account=account, proxy=NO_PROXY) == current_venv(paths)
+
+
+@pytest.mark.parametrize("target", ["/proc/self/mem", "/etc/shadow", "fifo"])
+def test_a_requirements_file_that_is_a_link_or_special_is_named_not_read(
+    tmp_path: Path, target: str
+) -> None:
+    paths = Paths(tmp_path / "root")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    if target == "fifo":
+        os.mkfifo(tree / "requirements.txt")  # reading it would block the hook forever
+    else:
+        (tree / "requirements.txt").symlink_to(target)
+
+    with pytest.raises(VenvError) as error:
+        ensure_venv(paths, tree, account=AS_ME, proxy=NO_PROXY)
+
+    assert str(error.value).startswith(
+        "requirements.txt of the collectors tree is not a plain file (a symbolic link, a special"
+        " file, or over 1 MiB): commit it as a regular file; no venv yet"
+    )
+
+
+def test_an_included_file_linked_outside_the_tree_is_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("influxdb==5.3.1\n")
+    tree = tree_with(tmp_path / "tree", "-r base.txt\n")
+    (tree / "base.txt").symlink_to(secret)
+    before = wanted_venv(tree)
+
+    secret.write_text("influxdb==5.3.2\n")
+
+    assert wanted_venv(tree) == before
