@@ -95,7 +95,8 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         for status in self._statuses or []:
-            event.add_status(status)
+            # Names and errors come from the collectors branch: no forged lines or escapes.
+            event.add_status(type(status)(_bounded(_printable(status.message))))
 
     # Actions
 
@@ -111,12 +112,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         rows = [("NAME", "INTERVAL", "LAST-RESULT", "LAST-RUN", "NEXT-RUN", "PROBLEM")]
         rows += [
             (
-                c.name,
+                _printable(c.name),
                 c.interval,
                 _show(c.last_result),
                 _show(c.last_run),
                 _show(c.next_run),
-                c.problem or "-",
+                _printable(c.problem or "-"),
             )
             for c in collectors
         ]
@@ -260,11 +261,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
                     f"{', '.join(SECRET_KEYS)} and optionally ssl ({update})"
                 )
             )
+        # A field's value is never shown: a password pasted into the wrong key would be.
         port = _port(content["port"])
         if port is None:
             raise CredentialsProblem(
                 ops.BlockedStatus(
-                    f"influxdb-secret {uri} has port {content['port']!r}, not a port number: "
+                    f"influxdb-secret {uri} has a port that is not a port number (1-65535): "
                     f"update it with the port InfluxDB listens on ({update})"
                 )
             )
@@ -272,7 +274,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         if ssl not in ("true", "false"):
             raise CredentialsProblem(
                 ops.BlockedStatus(
-                    f"influxdb-secret {uri} has ssl {content['ssl']!r}, not true or false: "
+                    f"influxdb-secret {uri} has an ssl value that is not true or false: "
                     f"update it ({update})"
                 )
             )
@@ -362,11 +364,33 @@ def _active_message(report: workload.Report, *, dry_run: bool) -> str:
     if dry_run:
         parts.append("dry-run: nothing written")
     if report.skipped:
-        names = ", ".join(c.name for c in report.skipped)
+        names = _some([c.name for c in report.skipped])
         parts.append(f"skipped: {names} (see list-collectors)")
     if report.failing:
-        parts.append(f"failing: {', '.join(report.failing)} (see run-collector)")
+        parts.append(f"failing: {_some(report.failing)} (see run-collector)")
     return "; ".join(parts)
+
+
+# Names shown in the status before "and N more"; `juju status` shows one line per unit.
+STATUS_NAMES = 5
+STATUS_LENGTH = 480
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:STATUS_NAMES])
+    more = len(names) - STATUS_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _printable(text: str) -> str:
+    """`text` with control and other unprintable characters escaped as \\xNN / \\uNNNN."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= STATUS_LENGTH:
+        return text
+    return text[: STATUS_LENGTH - 40] + " ... (cut: see list-collectors and the log)"
 
 
 if __name__ == "__main__":  # pragma: nocover

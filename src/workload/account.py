@@ -18,6 +18,8 @@ SYSTEM_USER = "ubuntu-community-metrics"
 
 # What a child sees of the environment besides what the caller passes: never a secret.
 _PASSED = ("PATH", "LANG", "LC_ALL", "TZ")
+# The exit status `timeout(1)` gives a command it stopped.
+_TIMED_OUT = 124
 
 
 @dataclass(frozen=True)
@@ -79,20 +81,31 @@ class Account:
         entry = self._entry()
         if self.name is not None and entry is None:
             raise RuntimeError(f"system user {self.name} does not exist: call Account.ensure()")
-        return subprocess.run(
-            list(args),
-            env=child_env,
-            cwd=cwd,
-            user=entry.pw_uid if entry else None,
-            group=entry.pw_gid if entry else None,
-            extra_groups=[] if entry else None,
-            umask=0o022,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            return subprocess.run(
+                list(args),
+                env=child_env,
+                cwd=cwd,
+                user=entry.pw_uid if entry else None,
+                group=entry.pw_gid if entry else None,
+                extra_groups=[] if entry else None,
+                umask=0o022,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as expired:
+            # Killed at the deadline: a failure the caller reports, not an exception that
+            # would end the hook with nothing in the status.
+            output = expired.stdout or ""
+            return subprocess.CompletedProcess(
+                list(args),
+                _TIMED_OUT,
+                output.decode(errors="replace") if isinstance(output, bytes) else output,
+                f"{Path(args[0]).name} timed out after {timeout:.0f} s and was stopped",
+            )
 
     def _entry(self) -> pwd.struct_passwd | None:
         if self.name is None:

@@ -25,7 +25,7 @@ from .discovery import Collector
 from .files import make_dirs, replace_symlink
 from .isolation import DiscoveryError, discover_checkout
 from .paths import Paths
-from .settings import Settings
+from .settings import Settings, display_url
 
 _IGNORED = {"__pycache__", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis", ".venv"}
 _GIT_TIMEOUT = 600
@@ -57,17 +57,6 @@ def current_checkout(paths: Paths) -> Checkout | None:
     if not tree.is_dir():
         return None
     return Checkout(target.parts[1], paths.checkouts / target.parts[1], tree)
-
-
-def display_url(url: str) -> str:
-    """`url` without a user name or password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
 def prepare_bundled(paths: Paths, bundled_tree: Path) -> Checkout:

@@ -5,7 +5,9 @@ Never logged, never in an environment variable; the password is not in `repr()` 
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,11 +30,30 @@ class InfluxCredentials:
         """One line when a field cannot work (never showing the password), else None."""
         if not self.host:
             return "InfluxDB host is empty: check the influxdb relation or influxdb-secret"
+        if not is_host(self.host):
+            return (
+                f"InfluxDB host {self.host[:80]!r} is not a host name or IP address: check the"
+                " influxdb relation or influxdb-secret"
+            )
         if not 0 < self.port < 65536:
             return f"InfluxDB port {self.port} is not a TCP port: check the relation or secret"
         if not self.database:
             return "InfluxDB database is empty: set influxdb-database or the secret's database"
         return None
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def is_host(host: str) -> bool:
+    """An IP address or a DNS name (labels of 1 to 63 letters, digits, - and _, 253 at most)."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        return True
+    except ValueError:
+        pass
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
 
 
 def write_credentials(path: Path, credentials: InfluxCredentials | None) -> bool:

@@ -103,7 +103,9 @@ def reconcile(
     paths = Paths(root)
     with _locked(paths):
         # Credentials first, whatever else is wrong: a broken relation must not leave them.
-        write_credentials(paths.credentials, credentials)
+        # Credentials that cannot work are not written: the runs spool until they are fixed.
+        usable = credentials if credentials is not None and not credentials.problem() else None
+        write_credentials(paths.credentials, usable)
         problems = settings.problems()
         if problems:
             return Report(commit=_live_commit(paths), problems=problems)

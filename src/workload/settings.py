@@ -7,6 +7,8 @@ URL may carry an access token.
 from __future__ import annotations
 
 import json
+import re
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -62,19 +64,25 @@ class Settings:
     def problems(self) -> list[str]:
         """One line per option that cannot work, naming the option and what to do."""
         problems = []
-        for option, value, example in (
-            ("pull-interval", self.pull_interval, "1h"),
-            ("collector-timeout", self.collector_timeout, "10m"),
+        for option, value, floor, example in (
+            ("pull-interval", self.pull_interval, "1min", "1h"),
+            ("collector-timeout", self.collector_timeout, "1s", "10m"),
         ):
             try:
-                if parse_timespan(value) <= 0:
-                    problems.append(f"config {option} must be longer than 0: set e.g. {example}")
+                if parse_timespan(value) < parse_timespan(floor):
+                    problems.append(
+                        f"config {option}={value!r} is shorter than {floor}, the shortest it"
+                        f" may be: set e.g. {example}"
+                    )
             except ValueError as error:
                 problems.append(
                     f"config {option}={value!r} is not a systemd time span ({error}): "
                     f"set e.g. {example}"
                 )
         if self.repo:
+            bad_url = url_problem(self.repo)
+            if bad_url:
+                problems.append(bad_url)
             if not self.branch.strip() and not self.revision.strip():
                 problems.append("config collectors-branch is empty: set it, e.g. to main")
             tree = PurePosixPath(self.path)
@@ -121,3 +129,31 @@ def save_settings(settings: Settings, path: Path) -> bool:
 def load_settings(path: Path) -> Settings:
     """The settings reconcile saved; FileNotFoundError when the charm has not run yet."""
     return Settings.from_json(json.loads(path.read_text()))
+
+
+def display_url(url: str) -> str:
+    """`url` without a user name or password, for messages (whatever the URL holds)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 literal keeps its brackets
+            host = f"[{host}]"
+        if parts.port:
+            host += f":{parts.port}"
+    except ValueError:  # a bad port or IPv6 literal: drop everything up to the last @
+        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/]*@", r"\1", url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def url_problem(url: str) -> str | None:
+    """Why git could not use `url` as collectors-repo, or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError as error:
+        return f"config collectors-repo={display_url(url)!r} is not a valid URL ({error}): fix it"
+    if any(ord(c) < 32 or c.isspace() for c in url):
+        return "config collectors-repo contains spaces or control characters: fix it"
+    return None

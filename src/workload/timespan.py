@@ -214,7 +214,16 @@ def parse_run_interval(text: str) -> int:
         raise ValueError(
             f"RUN_INTERVAL {text!r} is zero: give an interval greater than zero such as '5min'"
         )
+    if usec < MIN_RUN_INTERVAL_USEC:
+        raise ValueError(
+            f"RUN_INTERVAL {text!r} is shorter than 1s, the shortest a collector may have (a"
+            " timer cannot start runs faster, nor InfluxDB take them): give e.g. '15s'"
+        )
     return usec
+
+
+# Floors (docs/collectors.md, docs/operating.md).
+MIN_RUN_INTERVAL_USEC = _USEC_PER_SEC
 
 
 _FORMAT_UNITS = (

@@ -547,13 +547,14 @@ def test_secret_not_granted_blocks_with_the_grant_command(
             "database and optionally ssl ({update})",
         ),
         (
-            {**SECRET_CONTENT, "port": "http"},
-            "has port 'http', not a port number: update it with the port InfluxDB listens on "
-            "({update})",
+            # A password pasted into the wrong key is never shown back.
+            {**SECRET_CONTENT, "port": "hunter2-password"},
+            "has a port that is not a port number (1-65535): update it with the port InfluxDB "
+            "listens on ({update})",
         ),
         (
-            {**SECRET_CONTENT, "ssl": "maybe"},
-            "has ssl 'maybe', not true or false: update it ({update})",
+            {**SECRET_CONTENT, "ssl": "hunter2-password"},
+            "has an ssl value that is not true or false: update it ({update})",
         ),
     ],
     ids=["missing-keys", "empty-password", "bad-port", "bad-ssl"],
@@ -1113,3 +1114,25 @@ def test_real_unit_with_a_bad_pull_interval_names_the_option_and_keeps_running(
     )
     assert unit.systemctl_calls() == []
     assert (unit.root / "etc/systemd/system/metrics-collector@bugs.timer").is_file()
+
+
+def test_collector_names_from_the_branch_are_escaped_and_bounded_in_the_status(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    skipped = [
+        workload.Collector(f"bad\x1b[31m{index}\nforged: line", "5m", "not an identifier")
+        for index in range(3000)
+    ]
+    fake.report = dataclasses.replace(fake.report, scheduled=["ok"], skipped=skipped)
+
+    state = run(
+        ctx, ctx.on.update_status(), testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+    )
+
+    message = state.unit_status.message
+    assert state.unit_status.name == "active"
+    assert "\n" not in message
+    assert "\x1b" not in message
+    assert "bad\\x1b[31m0\\nforged: line" in message
+    assert "and 2995 more (see list-collectors)" in message
+    assert len(message) <= 480

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from metrics.testing import UpstreamServer
 
+from workload import checkout as checkout_module
 from workload.account import SYSTEM_USER, Account
 from workload.checkout import (
     CheckoutError,
@@ -25,7 +26,7 @@ from workload.checkout import (
     validate,
 )
 from workload.paths import Paths
-from workload.settings import Proxy, Settings
+from workload.settings import Proxy, Settings, display_url
 
 AS_ME = Account(None)
 
@@ -405,3 +406,42 @@ def test_the_repository_url_is_never_on_git_command_lines(
     cache = next(paths.git_cache.iterdir())
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     assert remote.url not in (cache / "config").read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:s3cret-tok@host:99999/repo.git",
+        "https://user:s3cret-tok@[::1/repo.git",
+        "https://user:s3cret-tok@host:port/repo.git",
+    ],
+)
+def test_a_malformed_url_is_a_problem_naming_the_option_never_a_crash(url: str) -> None:
+    shown = display_url(url)
+    problems = Settings(repo=url).problems()
+
+    assert "s3cret-tok" not in shown
+    assert len(problems) == 1
+    assert problems[0].startswith("config collectors-repo=")
+    assert "is not a valid URL" in problems[0]
+    assert "s3cret-tok" not in problems[0]
+
+
+def test_an_ipv6_remote_keeps_its_brackets_without_the_token() -> None:
+    assert (
+        display_url("https://u:tok@[2001:db8::1]:8443/r.git") == "https://[2001:db8::1]:8443/r.git"
+    )
+
+
+def test_a_git_that_stalls_past_its_timeout_is_a_checkout_error_not_a_crash(
+    remote: Remote, paths: Paths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stalling = tmp_path / "bin" / "git"
+    stalling.parent.mkdir()
+    stalling.write_text("#!/bin/sh\nsleep 30\n")
+    stalling.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stalling.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(checkout_module, "_GIT_TIMEOUT", 1)
+
+    with pytest.raises(CheckoutError, match="git timed out after 1 s and was stopped"):
+        prepare_git(paths, Settings(repo=remote.url), AS_ME)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workload import files
+from workload import check_influxdb, files
 from workload.credentials import InfluxCredentials, read_credentials, write_credentials
 
 CREDENTIALS = InfluxCredentials(
@@ -103,3 +103,32 @@ def test_no_credentials_remove_the_file(tmp_path: Path) -> None:
 def test_the_password_is_not_in_the_repr() -> None:
     assert "s3cret-pass" not in repr(CREDENTIALS)
     assert "influx.example" in repr(CREDENTIALS)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["influx\nx-forged: 1", "influx db", "[", "a" * 64 + ".example", "-influx", ""],
+)
+def test_a_host_that_is_no_name_or_address_is_a_problem_quoted(host: str) -> None:
+    problem = InfluxCredentials(host, 8086, "u", "pw-secret", "metrics").problem()
+
+    assert problem is not None
+    assert "\n" not in problem
+    assert "pw-secret" not in problem
+    assert "check the influxdb relation or influxdb-secret" in problem
+
+
+@pytest.mark.parametrize(
+    "host", ["influx", "influx-0.lxd", "10.1.2.3", "::1", "[2001:db8::1]", "db_1.internal."]
+)
+def test_names_and_addresses_are_hosts(host: str) -> None:
+    assert InfluxCredentials(host, 8086, "u", "pw", "metrics").problem() is None
+
+
+def test_check_influxdb_reports_a_bad_host_without_trying_it() -> None:
+    problem = check_influxdb(InfluxCredentials("in flux", 8086, "u", "pw", "metrics"))
+
+    assert problem == (
+        "InfluxDB host 'in flux' is not a host name or IP address: check the influxdb relation"
+        " or influxdb-secret"
+    )

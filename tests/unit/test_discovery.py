@@ -113,7 +113,10 @@ def test_interval_that_systemd_rejects_is_a_problem(tmp_path: Path, interval: st
     )
 
 
-@pytest.mark.parametrize(("interval", "why"), [("0", "is zero"), ("infinity", "is infinity")])
+@pytest.mark.parametrize(
+    ("interval", "why"),
+    [("0", "is zero"), ("infinity", "is infinity"), ("500ms", "is shorter than 1s, the shortest")],
+)
 def test_interval_a_timer_cannot_use_is_a_problem(tmp_path: Path, interval: str, why: str) -> None:
     write_collector(tmp_path, "eager", f"RUN_INTERVAL = {interval!r}\n" + RUN_METRIC)
 

@@ -184,7 +184,9 @@ def test_bad_settings_are_reported_and_change_nothing_but_the_credentials(
     assert (report.commit or "").startswith("bundled-")
     assert len(report.problems) == 2
     assert report.problems[0].startswith("config pull-interval='1 fortnight' is not a systemd")
-    assert report.problems[1] == "config collector-timeout must be longer than 0: set e.g. 10m"
+    assert report.problems[1] == (
+        "config collector-timeout='0' is shorter than 1s, the shortest it may be: set e.g. 10m"
+    )
     assert not Paths(root).credentials.exists()  # the relation went away: so do they
     assert Paths(root).settings.read_text() == saved
     assert systemctl.calls() == []
@@ -550,7 +552,10 @@ def test_remove_disables_and_deletes_everything_the_charm_wrote(
             Settings(repo="https://git.example/c.git", branch=" "),
             "config collectors-branch is empty: set it, e.g. to main",
         ),
-        (Settings(pull_interval="0"), "config pull-interval must be longer than 0: set e.g. 1h"),
+        (
+            Settings(pull_interval="30s"),
+            "config pull-interval='30s' is shorter than 1min, the shortest it may be: set e.g. 1h",
+        ),
     ],
 )
 def test_settings_that_cannot_work_name_the_option_and_the_fix(
@@ -701,3 +706,25 @@ def test_a_token_in_collectors_repo_is_on_no_command_line_during_a_fetch(
         forge.hold.set()
         hook.join(timeout=60)
     assert forge.requests > 0
+
+
+def test_credentials_that_cannot_work_are_not_written_for_the_collectors(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    bad = InfluxCredentials("influx\nforged", 8086, "metrics", "pw-9d2e", "metrics")
+
+    reconcile(Settings(bundled_tree=bundled), bad, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert not Paths(root).credentials.exists()
+
+
+def test_a_malformed_repository_url_is_reported_not_raised(
+    root: Path, systemctl: Recorder
+) -> None:
+    settings = Settings(repo="https://user:tok-1@host:99999/repo.git")
+
+    report = reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    assert len(report.problems) == 1
+    assert "collectors-repo" in report.problems[0]
+    assert "tok-1" not in report.problems[0]

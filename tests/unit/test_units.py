@@ -38,7 +38,7 @@ COLLECTORS = [
     Collector("hourly", "1h 30min", None),
     Collector("default_interval", "5m", None),
     Collector("fractional", "1.5h", None),
-    Collector("tiny", "100ms", None),
+    Collector("tiny", "1s", None),
     Collector("x" * MAX_NAME_LENGTH, "2d", None),
     Collector("broken", "5 parsecs", "metrics/collectors/broken/__init__.py: bad interval"),
 ]
@@ -196,7 +196,7 @@ def test_no_proxy_variables_without_a_proxy(tmp_path: Path) -> None:
         ("15s", "15s", "15s", "1s 500ms", "1s"),
         ("5m", "5min", "5min", "30s", "1s"),
         ("1h 30min", "1h 30min", "5min", "5min", "1s"),
-        ("100ms", "100ms", "100ms", "10ms", "10ms"),
+        ("1s", "1s", "1s", "100ms", "100ms"),
         ("1.5", "1s 500ms", "1s 500ms", "150ms", "150ms"),
     ],
 )
