@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .account import Account
 from .discovery import Collector
-from .files import make_dirs, replace_symlink
+from .files import make_dirs, replace_symlink, take_folder
 from .isolation import DiscoveryError, discover_checkout
 from .paths import Paths
 from .settings import Settings, display_url
@@ -69,7 +69,7 @@ def prepare_bundled(paths: Paths, bundled_tree: Path) -> Checkout:
     checkout_id = "bundled-" + _tree_hash(bundled_tree)[:16]
     destination = paths.checkouts / checkout_id
     if not destination.is_dir():
-        make_dirs(paths.checkouts)
+        take_folder(paths.checkouts)
         building = paths.checkouts / f".tmp-{checkout_id}-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
         shutil.copytree(
@@ -131,7 +131,7 @@ def validate(paths: Paths, checkout: Checkout, settings: Settings) -> list[Colle
             "check collectors-path and collectors-branch"
         )
     try:
-        return discover_checkout(paths, checkout.tree)
+        return discover_checkout(checkout.folder, checkout.tree)
     except DiscoveryError as error:
         raise CheckoutError(str(error)) from None
 
@@ -166,10 +166,12 @@ def _cache_name(repo: str) -> str:
 
 
 def _cache_for(paths: Paths, repo: str, account: Account) -> Path:
-    for folder in (paths.state_dir, paths.git_cache, paths.checkouts, paths.home):
+    for folder in (paths.state_dir, paths.git_cache, paths.home):
         make_dirs(folder)
-    for folder in (paths.git_cache, paths.checkouts, paths.home):
+    for folder in (paths.git_cache, paths.home):
         account.own(folder)
+    # Root's: the account fills each checkout, but cannot swap one for a link.
+    take_folder(paths.checkouts)
     return paths.git_cache / _cache_name(repo)
 
 
@@ -261,15 +263,19 @@ class _Git:
         return commit if result.returncode == 0 and commit else None
 
     def extract(self, commit: str, destination: Path) -> None:
+        """The commit's tree, unpacked by the account into a folder root made for it in root's
+        `checkouts/`, then renamed into place by root."""
         building = destination.with_name(f".tmp-{commit}-{os.getpid()}")
-        archive = building.with_suffix(".tar")
+        archive = self.paths.home / f".checkout-{commit}.tar"
         _remove(building)
         archive.unlink(missing_ok=True)
+        building.mkdir(mode=0o755)
+        building.chmod(0o755)
+        self.account.own(building)
         try:
             for args in (
                 ["git", "-C", str(self.cache), "archive", "--format=tar", "-o", str(archive),
                  commit],
-                ["mkdir", str(building)],
                 ["tar", "-x", "-f", str(archive), "-C", str(building)],
             ):  # fmt: skip
                 result = self.account.run(args, home=self.paths.home, env=self.env)

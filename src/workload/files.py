@@ -1,9 +1,12 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a part of either."""
+"""Atomic file writes (a reader sees the old file or the new one, never a part of either), and
+reading where the unprivileged account can write without following its links."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -61,3 +64,56 @@ def replace_symlink(link: Path, target: Path) -> bool:
     tmp.symlink_to(target)
     os.replace(tmp, link)
     return True
+
+
+def take_folder(folder: Path) -> None:
+    """`folder` as root's own 0755 folder, so that the account cannot add, remove or replace
+    names in it (units before 2026-12 gave some of these folders to the account)."""
+    make_dirs(folder)
+    if folder.lstat().st_uid != os.getuid():
+        os.chown(folder, os.getuid(), os.getgid(), follow_symlinks=False)
+
+
+# What opening a name below a folder the account writes says when it is not a plain file there.
+_NOT_THERE = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.ENXIO, errno.EISDIR)
+
+
+def read_below(base: Path, relative: Path, *, limit: int) -> bytes | None:
+    """The bytes of `base/relative` when every component below `base` is a real folder and
+    the last a regular file of at most `limit` bytes; None otherwise (absent, a link, a FIFO,
+    too large). `base` is trusted; nothing below it is followed."""
+    parts = relative.parts
+    if not parts or any(part in ("", ".", "..") for part in parts):
+        return None
+    try:
+        folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            child = os.open(
+                part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder
+            )
+            os.close(folder)
+            folder = child
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(parts[-1], flags, dir_fd=folder)
+    except OSError as error:
+        if error.errno not in (
+            errno.ENOENT,
+            errno.ELOOP,
+            errno.ENOTDIR,
+            errno.EACCES,
+            errno.ENXIO,
+        ):
+            raise
+        return None
+    finally:
+        os.close(folder)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        return os.read(fd, limit + 1)[:limit]
+    finally:
+        os.close(fd)

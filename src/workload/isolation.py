@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from .discovery import DEFAULT_INTERVAL, Collector
-from .paths import Paths
 
 PYTHON = "/usr/bin/python3"
 MEMORY_LIMIT = 256 * 1024 * 1024  # address space of the child, bytes
@@ -60,11 +59,11 @@ class DiscoveryError(Exception):
     """The tree's collectors could not even be listed; one line for the status."""
 
 
-def discover_checkout(paths: Paths, tree: Path) -> list[Collector]:
-    """The collectors of `tree`, a checkout under `paths.checkouts`, read as the owner of
-    that folder: root gives it to the account when a branch is followed, and the account
-    cannot give it back."""
-    owner = paths.checkouts.lstat()
+def discover_checkout(folder: Path, tree: Path) -> list[Collector]:
+    """The collectors of `tree`, inside the checkout `folder`, read as the owner of that
+    folder: the account for a branch (it unpacked it), root for the charm's bundled tree. Root
+    owns `checkouts/`, so the account cannot swap a checkout for someone else's folder."""
+    owner = folder.lstat()
     return discover_isolated(tree, uid=owner.st_uid, gid=owner.st_gid)
 
 

@@ -152,7 +152,7 @@ def run_collector(
     Raises ValueError naming the schedulable collectors when `name` is not one of them.
     """
     checkout = current_checkout(Paths(root))
-    collectors = discover_checkout(Paths(root), checkout.tree) if checkout else []
+    collectors = discover_checkout(checkout.folder, checkout.tree) if checkout else []
     known = [c.name for c in collectors if c.problem is None]
     if name not in known:
         problem = next((c.problem for c in collectors if c.name == name), None)
@@ -188,7 +188,7 @@ def list_collectors(
     checkout = current_checkout(Paths(root))
     if checkout is None:
         return []
-    collectors = discover_checkout(Paths(root), checkout.tree)
+    collectors = discover_checkout(checkout.folder, checkout.tree)
     runnable = [c.name for c in collectors if c.problem is None]
     states = systemd.collector_states(runnable, systemctl=_systemctl(systemctl))
     statuses = []
@@ -250,7 +250,7 @@ def _converge(
     if checkout is not None:
         if collectors is None:
             try:
-                collectors = discover_checkout(paths, checkout.tree)
+                collectors = discover_checkout(checkout.folder, checkout.tree)
             except DiscoveryError as error:
                 # Keep the units as they are: an empty list would unschedule every collector.
                 problems.append(f"{error}: the collectors keep their schedule")
@@ -330,7 +330,7 @@ def _ensure_venv(
 ) -> str | None:
     """Make the tree's venv live; a failed install is retried by the next pull, not by every
     hook, since pip may take minutes to fail."""
-    wanted = wanted_venv(checkout.tree)
+    wanted = wanted_venv(checkout.tree, base=paths.checkouts)
     if wanted == current_venv(paths) and (paths.venvs / wanted).is_dir():
         record["venv_problem"] = None
         return None

@@ -22,14 +22,14 @@ import subprocess
 from pathlib import Path
 
 from .account import Account
-from .files import make_dirs, replace_symlink
+from .files import make_dirs, read_below, replace_symlink, take_folder
 from .paths import Paths
 from .settings import Proxy
 
 PYTHON = "/usr/bin/python3"
 _COMPLETE = ".complete"
 _PIP_TIMEOUT = 1800
-_MAX_REQUIREMENTS_BYTES = 1024 * 1024
+_MAX_BYTES = 1024 * 1024  # of a requirements file
 _FIX = "fix requirements.txt in the collectors branch, or check the proxy settings"
 
 
@@ -37,13 +37,13 @@ class VenvError(Exception):
     """pip could not install the requirements; one line for the status."""
 
 
-def wanted_venv(tree: Path, python: str = PYTHON) -> str:
+def wanted_venv(tree: Path, python: str = PYTHON, *, base: Path | None = None) -> str:
     """The id (folder name) of the venv for `tree/requirements.txt` on this Python.
 
     Files it includes (`-r`, `-c`) count too, so a changed constraints file builds a new venv.
     """
     digest = hashlib.sha256()
-    for path, data in _requirement_files(tree / "requirements.txt"):
+    for path, data in _requirement_files(base or tree, tree / "requirements.txt"):
         digest.update(path.name.encode() + b"\0" + data + b"\0")
     version = subprocess.run(
         [python, "-c", "import platform; print(platform.python_version())"],
@@ -55,20 +55,21 @@ def wanted_venv(tree: Path, python: str = PYTHON) -> str:
     return digest.hexdigest()[:16]
 
 
-def _requirement_files(first: Path) -> list[tuple[Path, bytes]]:
+def _requirement_files(base: Path, first: Path) -> list[tuple[Path, bytes]]:
     """`first` and the files it includes, transitively, that are regular files inside its
-    folder, with their bytes. Root reads them: a link (to a root-only file, a FIFO,
-    /proc/self/mem) or a path out of the tree counts as absent, and pip, which runs as the
-    account, says what is wrong with it."""
+    folder, with their bytes. Root reads them from `base` (a folder only root can change)
+    down without following a link: a link (to a root-only file, a FIFO, /proc/self/mem) or a
+    path out of the tree counts as absent, and pip, which runs as the account, says what is
+    wrong with it."""
     found: list[tuple[Path, bytes]] = []
     pending = [first]
     while pending:
         path = pending.pop(0)
         if any(path == seen for seen, _ in found):
             continue
-        if not path.resolve().is_relative_to(first.parent.resolve()):
+        if not os.path.normpath(path).startswith(os.path.normpath(first.parent) + os.sep):
             continue
-        data = _read_regular(path)
+        data = read_below(base, Path(os.path.normpath(path)).relative_to(base), limit=_MAX_BYTES)
         if data is None:
             continue
         found.append((path, data))
@@ -79,22 +80,10 @@ def _requirement_files(first: Path) -> list[tuple[Path, bytes]]:
     return found
 
 
-def _read_regular(path: Path) -> bytes | None:
-    """The bytes of `path` if it is a regular file (not a link) of at most 1 MiB, else None."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_REQUIREMENTS_BYTES:
-            return None
-        return os.read(fd, _MAX_REQUIREMENTS_BYTES + 1)[:_MAX_REQUIREMENTS_BYTES]
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+def _trusted_base(paths: Paths, tree: Path) -> Path:
+    """Where root may start reading `tree`: the checkouts folder, which only root can change
+    (`tree` itself elsewhere, as in tests)."""
+    return paths.checkouts if tree.is_relative_to(paths.checkouts) else tree
 
 
 def current_venv(paths: Paths) -> str | None:
@@ -116,13 +105,14 @@ def ensure_venv(
 
     Returns its id. Raises VenvError, with the `venv` symlink untouched, when pip fails.
     """
-    wanted = wanted_venv(tree, python)
+    base = _trusted_base(paths, tree)
+    wanted = wanted_venv(tree, python, base=base)
     folder = paths.venvs / wanted
     previous = current_venv(paths)
-    _take_venvs_folder(paths)
+    take_folder(paths.venvs)
     if not _is_complete(paths, wanted):
         try:
-            _build(paths, folder, tree / "requirements.txt", account, proxy, python)
+            _build(paths, folder, base, tree / "requirements.txt", account, proxy, python)
         except VenvError as error:
             kept = "kept the previous venv" if previous else "no venv yet, so no collector can run"
             raise VenvError(f"{error}; {kept}: {_FIX}") from None
@@ -140,14 +130,6 @@ def ensure_venv(
 
 def _marker(paths: Paths, venv: str) -> Path:
     return paths.venvs / f"{venv}{_COMPLETE}"
-
-
-def _take_venvs_folder(paths: Paths) -> None:
-    """`venvs/` as root's 0755 folder (units before 2026-12 gave it to the account)."""
-    make_dirs(paths.venvs)
-    info = paths.venvs.lstat()
-    if info.st_uid != os.getuid():
-        os.chown(paths.venvs, os.getuid(), os.getgid(), follow_symlinks=False)
 
 
 def _is_complete(paths: Paths, venv: str) -> bool:
@@ -175,7 +157,13 @@ def _write_marker(marker: Path) -> None:
 
 
 def _build(
-    paths: Paths, folder: Path, requirements: Path, account: Account, proxy: Proxy, python: str
+    paths: Paths,
+    folder: Path,
+    base: Path,
+    requirements: Path,
+    account: Account,
+    proxy: Proxy,
+    python: str,
 ) -> None:
     make_dirs(paths.home)
     account.own(paths.home)
@@ -185,7 +173,7 @@ def _build(
     folder.chmod(0o755)
     account.own(folder)
     env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", **proxy.environment()}
-    data = _read_regular(requirements)
+    data = read_below(base, requirements.relative_to(base), limit=_MAX_BYTES)
     if data is None and os.path.lexists(requirements):
         raise VenvError(
             f"{requirements.name} of the collectors tree is not a plain file (a symbolic link,"

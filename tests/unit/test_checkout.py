@@ -384,6 +384,20 @@ def test_git_runs_as_the_unprivileged_system_user_and_the_tree_stays_readable(
     assert init.stat().st_uid == user.pw_uid
     assert init.stat().st_mode & 0o004  # readable by the collectors' DynamicUser
     assert (paths.checkouts / commit).stat().st_mode & 0o005 == 0o005
+    # The account fills its checkout but cannot swap it for a link: checkouts/ is root's.
+    live = paths.checkouts / commit
+    assert paths.checkouts.stat().st_uid == 0
+    assert (paths.checkouts / commit).stat().st_uid == user.pw_uid
+    swapped = account.run(
+        [
+            "sh",
+            "-c",
+            f"mv {live} {shared_tmp}/moved && ln -s /root {live}",
+        ],
+        home=shared_tmp,
+    )
+    assert swapped.returncode != 0
+    assert not (paths.checkouts / commit).is_symlink()
 
 
 def test_the_repository_url_is_never_on_git_command_lines(
