@@ -321,3 +321,44 @@ def _show(container: Container, unit: str, prop: str) -> str:
     return container.run(
         ["systemctl", "show", unit, f"--property={prop}", "--value"]
     ).stdout.strip()
+
+
+def test_a_hostile_branch_costs_only_its_bad_collectors(
+    container: Container,
+    charm: Path,
+    remote: GitRemote,
+    influx: InfluxServer,
+    release: str,
+) -> None:
+    """An __init__.py that crashes Python 3.10's parser (22.04) or exhausts 3.12's (24.04),
+    and collectors linked to root-only files and folders: each is skipped with a problem, the
+    good collector runs, no hook fails."""
+    tick = f"tick_hostile_{release}"
+    deep = "x = " + "+".join(["1"] * 120_000) + "\n" + ticker("3s", "never")
+    push_tree(remote, {"ticker": ticker("3s", tick), "deep": deep}, message="hostile tree")
+    package = remote.clone / "collectors/metrics/collectors"
+    (package / "linked_folder").symlink_to("/etc")
+    (package / "shadow").mkdir()
+    (package / "shadow/__init__.py").symlink_to("/etc/shadow")
+    remote.commit_and_push("links to root-only places")
+
+    agent = UnitAgent(container)
+    agent.deploy(charm, {"collectors-repo": remote.url, "collector-timeout": "15s"})
+    relation = agent.relate("influxdb", "influxdb")
+    agent.join(relation, "influxdb/0", relation_data(influx))
+
+    wait_for_new_run(influx, DATABASE, tick)
+    status = agent.hook("update-status").status
+    assert status == {
+        "status": "active",
+        "message": "1 collector scheduled; skipped: deep, linked_folder, shadow "
+        "(see list-collectors)",
+    }
+    listed = agent.run_action("list-collectors")
+    assert listed.action is not None
+    rows = {r.split()[0]: r for r in listed.action["results"]["collectors"].splitlines()[1:]}
+    expected = "crashed Python's parser" if release == "jammy" else "too deeply nested"
+    assert expected in rows["deep"], rows["deep"]
+    assert "symbolic link" in rows["linked_folder"]
+    assert "symbolic link" in rows["shadow"]
+    assert _timers(container) == ["metrics-collector@ticker.timer", "metrics-pull.timer"]
