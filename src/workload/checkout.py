@@ -229,7 +229,9 @@ class _Git:
             code, error = self.run("init", "--quiet", "--bare", str(self.cache))
             if code != 0:
                 raise CheckoutError(f"cannot create the git cache {self.cache}: {_last(error)}")
-            self.cache.chmod(0o700)  # nobody else needs it
+            # Nobody else needs it. As the account, which owns it: root must not follow a
+            # name in the account's git-cache/ (it could be a link by now).
+            self.account.run(["chmod", "0700", str(self.cache)], home=self.paths.home)
         flags = ["--prune"] if prune else []
         code, error = self.run(
             "-C", str(self.cache), "fetch", "--quiet", "--force", "--no-tags", *flags,
