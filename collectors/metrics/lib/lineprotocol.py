@@ -193,17 +193,16 @@ class LineEncoder:
         if not isinstance(tags, Mapping):
             raise _invalid(index, measurement, "tags is not a dict")
         series = measurement.translate(_NAME_ESCAPES)
+        # Only shapes whose tag values are strings are remembered: True, 1 and 1.0 are one
+        # key to a dict but three tags ("True", "1", "1.0") to make_lines.
+        remember = True
         for key in sorted(tags):
             value = tags[key]
             if type(key) is not str or not key:
                 raise _invalid(index, measurement, f"tag key {key!r} is not a non-empty string")
             if type(value) is not str:
-                raise _invalid(
-                    index,
-                    measurement,
-                    f"tag {key!r} has a {type(value).__name__} value {value!r}: "
-                    "tag values must be strings",
-                )
+                value = _tag_text(value)
+                remember = False
             if value:
                 series += f",{key.translate(_NAME_ESCAPES)}={value.translate(_NAME_ESCAPES)}"
 
@@ -216,13 +215,23 @@ class LineEncoder:
         keys = [(key, f"{key.translate(_NAME_ESCAPES)}=") for key in sorted(fields)]
         formatter = _formatter(series, keys, [type(fields[key]) for key, _ in keys])
         shape = _Shape(measurement, series, keys, formatter)
-        if type(fields) is dict and (type(tags) is dict or tags is _NO_TAGS):
+        if remember and type(fields) is dict and (type(tags) is dict or tags is _NO_TAGS):
             if len(self._shapes) >= _CACHE_LIMIT:
                 self._shapes.clear()
                 self._formatters.clear()
             self._shapes[(measurement, *tags.values(), *tags, _FIELDS, *fields)] = shape
             self._formatters[(measurement, *tags.values(), *tags)] = formatter
         return shape
+
+
+def _tag_text(value: Any) -> str:
+    """A tag value that is not a string, as make_lines writes it: None left out (""), bytes
+    decoded, anything else through str() (True, 3, 1.5)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
 
 
 def _careful(fields: Any, moment: Any) -> None:
