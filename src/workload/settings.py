@@ -65,7 +65,7 @@ class Settings:
         """One line per option that cannot work, naming the option and what to do."""
         problems = []
         for option, value, floor, example in (
-            ("pull-interval", self.pull_interval, "1min", "1h"),
+            ("pull-interval", self.pull_interval, "1s", "1h"),
             ("collector-timeout", self.collector_timeout, "1s", "10m"),
         ):
             try:

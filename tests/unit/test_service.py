@@ -553,8 +553,8 @@ def test_remove_disables_and_deletes_everything_the_charm_wrote(
             "config collectors-branch is empty: set it, e.g. to main",
         ),
         (
-            Settings(pull_interval="30s"),
-            "config pull-interval='30s' is shorter than 1min, the shortest it may be: set e.g. 1h",
+            Settings(pull_interval="500ms"),
+            "config pull-interval='500ms' is shorter than 1s, the shortest it may be: set e.g. 1h",
         ),
     ],
 )
