@@ -140,3 +140,57 @@ def test_collector_main_exits_1_and_reports_unreachable_upstream(tmp_path: Path)
     assert f"collector failed: cannot fetch {upstream}/queues.json" in result.stderr
     assert health["ok"] is False
     assert health["collector"] == "autopkgtest_queues"
+
+
+# A collector like six of the original ten: it logs in to its upstream while it is constructed,
+# before Metric.run() can report anything.
+LOGIN_IN_INIT = {
+    "__init__.py": 'RUN_INTERVAL = "5m"\nfrom .collector import run_metric\n',
+    "__main__.py": (
+        "import sys\nfrom metrics.lib.basemetric import main\nfrom . import run_metric\n"
+        "sys.exit(main(run_metric))\n"
+    ),
+    "collector.py": (
+        "from metrics.lib.basemetric import Metric\n"
+        "class NeedsLogin(Metric):\n"
+        "    def __init__(self, dry_run=False, verbose=False):\n"
+        "        super().__init__(dry_run, verbose)\n"
+        "        raise ConnectionError('cannot log in to the tracker\\nsecond line')\n"
+        "    def collect(self):\n"
+        "        return []\n"
+        "def run_metric(dry_run=False, verbose=False):\n"
+        "    NeedsLogin(dry_run, verbose).run()\n"
+    ),
+}
+
+
+def test_a_failure_before_the_run_still_reports_its_health_in_one_line(tmp_path: Path) -> None:
+    tree = tmp_path / "collectors"
+    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
+    folder = tree / "metrics" / "collectors" / "needs_login"
+    folder.mkdir()
+    for name, text in LOGIN_IN_INIT.items():
+        (folder / name).write_text(text)
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        env = {
+            "INFLUXDB_HOSTNAME": influx.host,
+            "INFLUXDB_PORT": str(influx.port),
+            "INFLUXDB_DATABASE": "metrics",
+            "STATE_DIRECTORY": str(tmp_path / "state"),
+        }
+        quiet = run("metrics.collectors.needs_login", env=env, cwd=tree)
+        verbose = run("metrics.collectors.needs_login", "--verbose", env=env, cwd=tree)
+        health = influx.query('SELECT * FROM "collector_run"', "metrics")
+
+    assert quiet.returncode == 1
+    assert quiet.stderr == (
+        "ERROR metrics: collector failed before its run: ConnectionError: cannot log in to the"
+        " tracker\n"
+    )
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
+    assert len(health) == 2
+    assert health[0]["collector"] == "needs_login"
+    assert health[0]["ok"] is False
+    assert health[0]["error"] == "ConnectionError: cannot log in to the tracker"

@@ -127,22 +127,17 @@ class Metric:
             self._write_health(writer, started, failure)
 
     def _write_health(self, writer: InfluxWriter, started: float, failure: str | None) -> None:
+        global _health_written
         result = writer.result
         errors = ([failure] if failure else []) + result.errors
         ok = not errors and not result.spooled and not result.dropped
-        health = {
-            "measurement": HEALTH_MEASUREMENT,
-            "tags": {"collector": self.collector_name, "host": socket.gethostname()},
-            "fields": {
-                "duration": round(time.monotonic() - started, 3),
-                "points_written": result.written,
-                "points_spooled": result.spooled,
-                "points_dropped": result.dropped,
-                "ok": ok,
-                "error": "; ".join(errors)[:1000],
-            },
-            "time": time.time_ns(),
-        }
+        health = _health_point(
+            self.collector_name or "",
+            started,
+            (result.written, result.spooled, result.dropped),
+            errors,
+        )
+        _health_written = True
         self.log.info(
             "%d points written, %d spooled, %d dropped",
             result.written,
@@ -154,6 +149,53 @@ class Metric:
             raise CollectorError("; ".join(errors))
         if not ok:
             raise CollectorError(f"{result.spooled} points spooled and {result.dropped} dropped")
+
+
+# Whether this process wrote its run's health point: main() writes one for a run that failed
+# before Metric.run() could (constructing the collector, a login in its __init__).
+_health_written = False
+
+
+def _health_point(
+    collector: str, started: float, counts: tuple[int, int, int], errors: list[str]
+) -> dict[str, Any]:
+    written, spooled, dropped = counts
+    return {
+        "measurement": HEALTH_MEASUREMENT,
+        "tags": {"collector": collector, "host": socket.gethostname()},
+        "fields": {
+            "duration": round(time.monotonic() - started, 3),
+            "points_written": written,
+            "points_spooled": spooled,
+            "points_dropped": dropped,
+            "ok": not errors and not spooled and not dropped,
+            "error": "; ".join(errors)[:1000],
+        },
+        "time": time.time_ns(),
+    }
+
+
+def _report_early_failure(collector: str, started: float, failure: str) -> None:
+    """The health point of a run that ended before Metric.run() reported, written (or spooled)
+    as run() writes its own; a failure to write it is only logged."""
+    log = logging.getLogger("metrics")
+    try:
+        writer = InfluxWriter(
+            load_credentials(),
+            Spool(state_directory(collector) / "spool", DEFAULT_MAX_BYTES),
+            WriteSettings(),
+        )
+        writer.write([_health_point(collector, started, (0, 0, 0), [failure])])
+    except Exception as error:  # the run failed already: say why there is no health point
+        log.error("no collector_run point for %s: %s: %s", collector, type(error).__name__, error)
+
+
+def _collector_of(run_metric: Callable[..., Any]) -> str:
+    """The collector a `run_metric` belongs to: its package under metrics.collectors."""
+    parts = str(getattr(run_metric, "__module__", "")).split(".")
+    if parts[:2] == ["metrics", "collectors"] and len(parts) > 2:
+        return parts[2]
+    return parts[-1]
 
 
 class _StopOnSigterm:
@@ -190,7 +232,12 @@ def run_metric_main(module: str, cls: str) -> None:
     """The original framework's `__main__.py` entry point, kept for collectors that use it:
     `run_metric_main("metrics.collectors.<name>", "<Class>")`."""
     metric = getattr(importlib.import_module(module), cls)
-    sys.exit(main(lambda dry_run, verbose: metric(dry_run=dry_run, verbose=verbose).run()))
+
+    def run_metric(dry_run: bool = False, verbose: bool = False) -> None:
+        metric(dry_run=dry_run, verbose=verbose).run()
+
+    run_metric.__module__ = module
+    sys.exit(main(run_metric))
 
 
 def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
@@ -201,9 +248,23 @@ def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
+    started = time.monotonic()
+    log = logging.getLogger("metrics")
     try:
         run_metric(dry_run=args.dry_run, verbose=args.verbose)
     except CollectorError as error:
-        logging.getLogger("metrics").error("collector failed: %s", error)
+        if not _health_written and not args.dry_run:
+            _report_early_failure(_collector_of(run_metric), started, str(error))
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        log.error("collector failed: %s", error)
+        return 1
+    except Exception as error:  # before run(): constructing the collector, logging in
+        failure = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        if not _health_written and not args.dry_run:
+            _report_early_failure(_collector_of(run_metric), started, failure)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        log.error("collector failed before its run: %s", failure, exc_info=args.verbose)
         return 1
     return 0
