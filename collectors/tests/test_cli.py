@@ -197,3 +197,24 @@ def test_a_failure_before_the_run_still_reports_its_health_in_one_line(tmp_path:
     assert health[0]["collector"] == "needs_login"
     assert health[0]["ok"] is False
     assert health[0]["error"] == "ConnectionError: cannot log in to the tracker"
+
+
+def test_running_a_collector_the_charm_would_skip_warns(tmp_path: Path) -> None:
+    tree = tmp_path / "collectors"
+    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
+    legacy = tree / "metrics" / "collectors" / "legacy"
+    legacy.mkdir()
+    for name, text in OLD_STYLE_COLLECTOR.items():
+        (legacy / name).write_text(text)
+    (legacy / "__init__.py").write_text(
+        'RUN_INTERVAL = "every tuesday"\n' + OLD_STYLE_COLLECTOR["__init__.py"]
+    )
+
+    result = run("metrics.collectors.legacy", "--dry-run", cwd=tree)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "legacy count=1i\n"
+    assert result.stderr.startswith(
+        "WARNING metrics: the charm skips this collector, so it never runs on a unit: "
+        "metrics/collectors/legacy/__init__.py line 1: RUN_INTERVAL"
+    )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import helpers
+from . import discovery, helpers
 from .errors import CollectorError
 from .influx import InfluxWriter, Stopped, WriteSettings, load_credentials
 from .lineprotocol import LineEncoder
@@ -190,6 +190,21 @@ def _report_early_failure(collector: str, started: float, failure: str) -> None:
         log.error("no collector_run point for %s: %s: %s", collector, type(error).__name__, error)
 
 
+def _warn_if_skipped(collector: str) -> None:
+    """Say so when the charm would not schedule this collector (a bad RUN_INTERVAL, say): a
+    run by hand works, yet on a unit it would never run."""
+    tree = Path(__file__).resolve().parents[2]
+    if not (tree / "metrics" / "collectors" / collector).is_dir():
+        return
+    problem = discovery.inspect_collector(tree, collector).problem
+    if problem:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        logging.getLogger("metrics").warning(
+            "the charm skips this collector, so it never runs on a unit: %s", problem
+        )
+
+
 def _collector_of(run_metric: Callable[..., Any]) -> str:
     """The collector a `run_metric` belongs to: its package under metrics.collectors."""
     parts = str(getattr(run_metric, "__module__", "")).split(".")
@@ -250,6 +265,7 @@ def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     log = logging.getLogger("metrics")
+    _warn_if_skipped(_collector_of(run_metric))
     try:
         run_metric(dry_run=args.dry_run, verbose=args.verbose)
     except CollectorError as error:
