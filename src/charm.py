@@ -42,6 +42,7 @@ class CharmConfig:
     https_proxy: str = ""
     no_proxy: str = ""
     influxdb_database: str = "metrics"
+    extra_packages: str = ""
     influxdb_secret: ops.Secret | None = None
 
 
@@ -178,9 +179,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         """Converge the unit to the config, relation and secret; keep what to report."""
         config = self.load_config(CharmConfig)
         statuses: list[ops.StatusBase] = []
+        extra, extra_problem = workload.extra_packages(config.extra_packages)
+        if extra_problem:
+            statuses.append(ops.BlockedStatus(extra_problem))
         try:
             # Cheap when all is there (one dpkg-query), so a failed apt run heals by itself.
-            workload.ensure_packages()
+            workload.ensure_packages([*workload.PACKAGES, *extra])
         except workload.PackagesError as error:
             statuses.append(ops.BlockedStatus(str(error)))
         try:

@@ -9,7 +9,7 @@ from .credentials import InfluxCredentials
 from .discovery import Collector
 from .influx import check_influxdb
 from .isolation import DiscoveryError
-from .packages import PackagesError, ensure_packages
+from .packages import PACKAGES, PackagesError, ensure_packages, extra_packages
 from .service import (
     CollectorStatus,
     Report,
@@ -24,6 +24,7 @@ from .service import (
 from .settings import Proxy, Settings
 
 __all__ = [
+    "PACKAGES",
     "Collector",
     "CollectorStatus",
     "DiscoveryError",
@@ -36,6 +37,7 @@ __all__ = [
     "SyncResult",
     "check_influxdb",
     "ensure_packages",
+    "extra_packages",
     "list_collectors",
     "reconcile",
     "remove",

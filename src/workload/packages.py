@@ -1,17 +1,38 @@
-"""The Debian packages a unit needs before the first checkout: git, and venv for the collectors.
+"""The Debian packages a unit needs before the first checkout: git, and venv for the collectors,
+plus those the operator lists in `extra-packages` for the collectors' own use (`rsync`, say).
 
 Ubuntu cloud images have git but usually not `python3-venv`, without which no collectors' venv
-can be built. Installed once on install and on upgrade-charm; apt failures raise, so Juju
-retries the hook.
+can be built. What is missing is installed by the next hook; apt failures raise
+`PackagesError`, which the charm shows in the status. A package removed from the option stays
+installed (removing it could take others with it).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 
 PACKAGES = ("git", "python3-venv")
+
+
+# A Debian package name (Debian Policy 5.6.1), optionally with an architecture.
+_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")
+
+
+def extra_packages(option: str) -> tuple[list[str], str | None]:
+    """The package names of the `extra-packages` option (separated by spaces or commas), and
+    a problem naming the option when one is not a Debian package name."""
+    names = [name for name in re.split(r"[\s,]+", option.strip()) if name]
+    wrong = [name for name in names if not _PACKAGE_NAME.match(name)]
+    if wrong:
+        shown = ", ".join(repr(name[:40]) for name in wrong[:3])
+        return [], (
+            f"config extra-packages: not a Debian package name: {shown} (lowercase letters,"
+            " digits, + - and .): fix the list"
+        )
+    return names, None
 
 
 class PackagesError(Exception):

@@ -67,6 +67,7 @@ class FakeWorkload:
     )
     influx_problem: str | None = None
     packages_problem: str | None = None
+    packages: list[str] = dataclasses.field(default_factory=list)
     collectors: list[Any] = dataclasses.field(
         default_factory=lambda: [
             collector_status("bugs"),
@@ -93,8 +94,9 @@ class FakeWorkload:
     synced: int = 0
     removed: int = 0
 
-    def ensure_packages(self) -> list[str]:
+    def ensure_packages(self, packages: list[str]) -> list[str]:
         self.calls.append("ensure_packages")
+        self.packages = list(packages)
         if self.packages_problem:
             raise workload.PackagesError(self.packages_problem)
         return []
@@ -1136,3 +1138,34 @@ def test_collector_names_from_the_branch_are_escaped_and_bounded_in_the_status(
     assert "bad\\x1b[31m0\\nforged: line" in message
     assert "and 2995 more (see list-collectors)" in message
     assert len(message) <= 480
+
+
+def test_extra_packages_are_installed_with_the_ones_the_charm_needs(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    state = testing.State(
+        config={"extra-packages": "rsync, lftp  jq"},
+        relations={influxdb_relation(u0=RELATION_DATA)},
+    )
+
+    out = run(ctx, ctx.on.config_changed(), state)
+
+    assert fake.packages == [*workload.PACKAGES, "rsync", "lftp", "jq"]
+    assert out.unit_status.name == "active"
+
+
+def test_a_bad_extra_package_name_blocks_naming_the_option(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    state = testing.State(
+        config={"extra-packages": "rsync; rm -rf /"},
+        relations={influxdb_relation(u0=RELATION_DATA)},
+    )
+
+    out = run(ctx, ctx.on.config_changed(), state)
+
+    assert fake.packages == list(workload.PACKAGES)
+    assert out.unit_status == testing.BlockedStatus(
+        "config extra-packages: not a Debian package name: 'rsync;', '-rf', '/' (lowercase"
+        " letters, digits, + - and .): fix the list"
+    )
