@@ -291,6 +291,12 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
     last = wait_for_new_run(influx, DATABASE, tick, after=before + 2)
     assert runs(influx, DATABASE, tick) == list(range(1, last + 1))
 
+    # An option of the new charm: a system package for the collectors, from the archive.
+    configured = agent.configure(extra_packages="rsync")
+    assert configured.status["status"] == "active", configured.status
+    installed = container.run(["dpkg-query", "--show", "--showformat=${Status}", "rsync"])
+    assert installed.stdout == "install ok installed"
+
     removed = agent.remove()
     assert [d.path for d in removed] == [
         "hooks/influxdb-relation-departed",
