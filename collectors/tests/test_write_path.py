@@ -457,3 +457,64 @@ def test_a_full_spool_keeps_the_newest_batches_whatever_order_they_come_in(
     assert spool.add(body, 15, made=5) == 12
 
     assert [batch.points for batch in spool.batches()] == [13, 14, 15]
+
+
+def test_a_host_requests_cannot_use_spools_every_point(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not a connection error: requests refuses the URL. The points are kept, not lost."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    write_to(monkeypatch, "in valid", 8086)
+
+    with pytest.raises(CollectorError, match=r"cannot write to InfluxDB at .*InvalidURL"):
+        Numbers(50).run()
+
+    spooled = sum(int(path.stem.rsplit("-", 1)[1]) for path in spool_files(tmp_path))
+    assert spooled == 51  # the 50 points and the run's health point
+
+
+def test_a_partial_write_counts_the_points_influxdb_dropped(
+    influx: InfluxServer, database: str
+) -> None:
+    Numbers(1).run()
+
+    class Mixed(Metric):
+        collector_name = "mixed"
+
+        def collect(self) -> list[dict[str, Any]]:
+            return [
+                {"measurement": "other", "fields": {"value": 1}},
+                {"measurement": "numbers", "tags": {"n": "5"}, "fields": {"value": "five"}},
+                {"measurement": "other", "fields": {"value": 2}, "time": 1},
+            ]
+
+    with pytest.raises(CollectorError, match="field 'value'"):
+        Mixed().run()
+
+    (run,) = [run for run in health(influx, database) if run["collector"] == "mixed"]
+    assert run["points_written"] == 2
+    assert run["points_dropped"] == 1
+    assert influx.count("other", database) == 2
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_under_the_spool_counts_the_points_as_dropped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(state)], check=True)
+    try:
+        monkeypatch.setenv("STATE_DIRECTORY", str(state))
+        monkeypatch.setattr(Metric, "write_settings", WriteSettings(attempts=1, batch_size=500))
+        write_to(monkeypatch, "127.0.0.1", free_port())  # nothing listens: every batch spools
+
+        with pytest.raises(CollectorError) as raised:
+            Numbers(2000).run()
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
+
+    message = str(raised.value)
+    assert "No space left on device" in message
+    assert "dropped" in message
+    assert "cannot spool 500 points (No space left on device): dropped" in caplog.text

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import requests
 
@@ -312,8 +312,12 @@ class InfluxWriter:
             except _Unreachable:
                 pass
             except _Rejected as error:
+                # InfluxDB keeps the valid lines of a batch and says how many it dropped.
+                dropped = _partial_write_dropped(str(error), batch.points)
                 with self._lock:
-                    self._confirm(batch)
+                    if self._confirm(batch):
+                        self.result.written += batch.points - dropped
+                        self.result.dropped += dropped
                     self.result.errors.append(str(error))
                 self.log.error("%s", error)
                 return
@@ -335,7 +339,14 @@ class InfluxWriter:
         return False
 
     def _spool(self, batch: _Batch) -> None:
-        self.result.dropped += self.spool.add(batch.body, batch.points, made=batch.made)
+        try:
+            self.result.dropped += self.spool.add(batch.body, batch.points, made=batch.made)
+        except OSError as error:  # a full disk, a file-size limit: the points are lost, counted
+            self.result.dropped += batch.points
+            message = f"cannot spool {batch.points} points ({error.strerror or error}): dropped"
+            self.result.errors.append(message)
+            self.log.error("%s", message)
+            return
         self.result.spooled += batch.points
 
     def _post(self, session: requests.Session, body: bytes) -> None:
@@ -352,8 +363,19 @@ class InfluxWriter:
                     data=body,
                     timeout=timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as error:
                 problem = f"{type(error).__name__}: {error}"
+            except requests.RequestException as error:
+                # A redirect loop, a URL requests cannot use: retrying would not help, and the
+                # points must not be lost, so they are spooled.
+                self._give_up(
+                    f"cannot write to InfluxDB at {self.url} ({type(error).__name__}: {error});"
+                    " points are spooled and replayed by the next run"
+                )
             else:
                 code = response.status_code
                 if code == 204:
@@ -382,7 +404,7 @@ class InfluxWriter:
             if self._stopping.wait(delay):
                 raise _Unreachable("stopped")
 
-    def _give_up(self, message: str) -> None:
+    def _give_up(self, message: str) -> NoReturn:
         with self._lock:  # two senders may give up at once: report it once
             first, self._down = not self._down, True
             if first:
@@ -407,6 +429,13 @@ def _server_message(content: Any) -> str:
         return str(json.loads(content)["error"])
     except (ValueError, TypeError, KeyError):
         return str(content).strip()
+
+
+def _partial_write_dropped(message: str, points: int) -> int:
+    """How many points of a refused batch InfluxDB dropped: its "dropped=N" (a partial write),
+    else all of them."""
+    match = re.search(r"dropped=(\d+)", message)
+    return min(points, int(match.group(1))) if match else points
 
 
 def _explain_400(message: str, body: bytes) -> str:
