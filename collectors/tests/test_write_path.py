@@ -518,3 +518,29 @@ def test_a_full_disk_under_the_spool_counts_the_points_as_dropped(
     assert "No space left on device" in message
     assert "dropped" in message
     assert "cannot spool 500 points (No space left on device): dropped" in caplog.text
+
+
+def test_a_stray_file_in_the_spool_is_set_aside_and_a_stale_partial_deleted(
+    influx: InfluxServer, database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = tmp_path / "state" / "spool"
+    spool.mkdir(parents=True)
+    (spool / "notes.lp").write_text("written by hand\n")
+    (spool / "00000000000000000001-1-folder.lp").mkdir()
+    stale = spool / ".00000000000000000002-1-5.lp.partial"
+    stale.write_text("numbers,n=9 value=9i 1\n")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    kept = Spool(spool)
+    kept.add(b"numbers,n=7 value=7i 1\n", 1)
+
+    Numbers(2).run()
+    Numbers(0).run()  # the next run is not stopped by them either
+
+    assert influx.count("numbers", database) == 3  # two new points and the replayed one
+    assert sorted(p.name for p in (spool / "rejected").iterdir()) == [
+        "00000000000000000001-1-folder.lp",
+        "notes.lp",
+    ]
+    assert not stale.exists()
+    assert spool_files(tmp_path) == []
+    assert "set aside notes.lp from the spool (not a batch this spool wrote)" in caplog.text

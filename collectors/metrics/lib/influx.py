@@ -217,7 +217,12 @@ class InfluxWriter:
             if self._down or self.stopping:
                 return
             try:
-                self._post(self._sessions[0], batch.read())
+                body = batch.read()
+            except OSError as error:
+                self.spool.set_aside(batch.path, f"unreadable: {error.strerror or error}")
+                continue
+            try:
+                self._post(self._sessions[0], body)
             except _Unreachable:
                 return
             except _Rejected as error:

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+# `<nanoseconds>-<pid and sequence>-<points>.lp`
+_BATCH_NAME = re.compile(r"^\d{20}-\d+-(\d+)\.lp$")
+# A batch is written in milliseconds: a `.partial` this old belongs to a run that died.
+_PARTIAL_AGE = 600
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,38 @@ class Spool:
         self.log = logging.getLogger("metrics.spool")
 
     def batches(self) -> Iterator[SpooledBatch]:
-        """The spooled batches, oldest first."""
+        """The spooled batches, oldest first. A file that is not one (a name this spool does not
+        make, not a regular file) is set aside in `rejected/` with a log line, and a `.partial`
+        left by a run that died while writing it is deleted, so neither blocks later runs nor
+        escapes the size bound."""
         if not self.directory.is_dir():
             return
+        self._clean_partials()
         for path in sorted(self.directory.glob("*.lp")):
-            yield SpooledBatch(path, int(path.stem.rsplit("-", 1)[1]))
+            match = _BATCH_NAME.match(path.name)
+            if match is None or not path.is_file() or path.is_symlink():
+                self.set_aside(path, "not a batch this spool wrote")
+                continue
+            yield SpooledBatch(path, int(match.group(1)))
+
+    def set_aside(self, path: Path, why: str) -> None:
+        """Move a file that cannot be replayed out of the way, keeping it for a person."""
+        rejected = self.directory / "rejected"
+        rejected.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.replace(path, rejected / path.name)
+        except OSError:
+            path.unlink(missing_ok=True)
+        self.log.warning("set aside %s from the spool (%s): see %s", path.name, why, rejected)
+
+    def _clean_partials(self) -> None:
+        for partial in self.directory.glob(".*.partial"):
+            try:
+                if time.time() - partial.lstat().st_mtime > _PARTIAL_AGE:
+                    partial.unlink()
+                    self.log.warning("deleted %s, left by a run that stopped writing it", partial)
+            except FileNotFoundError:
+                pass
 
     def add(self, body: bytes, points: int, made: int | None = None) -> int:
         """Keep `body` for a later run; returns how many older points were dropped for room.
