@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -544,3 +545,37 @@ def test_a_stray_file_in_the_spool_is_set_aside_and_a_stale_partial_deleted(
     assert not stale.exists()
     assert spool_files(tmp_path) == []
     assert "set aside notes.lp from the spool (not a batch this spool wrote)" in caplog.text
+
+
+def test_two_runs_at_once_take_turns_and_replay_the_spool_once(
+    influx: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    """The timer's run and a run-collector at the same moment: the spooled batch is replayed
+    and counted by one of them only."""
+    spool = Spool(tmp_path / "state" / "spool")
+    for n in range(20):
+        spool.add(f"numbers,n=s{n} value={n}i 1\n".encode() * 50, 50)
+
+    class Slow(Numbers):
+        def collect(self) -> Iterator[dict[str, Any]]:
+            time.sleep(0.3)  # both runs are inside run() at once without the lock
+            yield from super().collect()
+
+    errors: list[BaseException] = []
+
+    def one_run() -> None:
+        try:
+            Slow(3).run()
+        except BaseException as error:
+            errors.append(error)
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=60)
+
+    assert errors == []
+    written = [row["points_written"] for row in health(influx, database)]
+    assert sorted(written) == [3, 3 + 20 * 50]
+    assert spool_files(tmp_path) == []

@@ -17,6 +17,8 @@ With `dry_run` it prints the line protocol instead and needs no credentials.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib
 import logging
 import os
@@ -25,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,7 @@ class Metric:
             self.write_settings,
         )
         failure = None
-        with _StopOnSigterm(writer) as sigterm:
+        with self._one_run_at_a_time(), _StopOnSigterm(writer) as sigterm:
             try:
                 sigterm.interrupts = True
                 try:
@@ -125,6 +127,21 @@ class Metric:
             if self._counters is not None:
                 self._counters.save()
             self._write_health(writer, started, failure)
+
+    @contextlib.contextmanager
+    def _one_run_at_a_time(self) -> Iterator[None]:
+        """Runs of one collector (its timer, `run-collector`, a person) take turns: two at once
+        would replay the same spooled batches twice and count them twice."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "run.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.log.info(
+                    "another run of %s is in progress: waiting for it", self.collector_name
+                )
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _write_health(self, writer: InfluxWriter, started: float, failure: str | None) -> None:
         global _health_written
