@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .account import Account
 from .discovery import Collector
-from .files import make_dirs, replace_symlink, take_folder
+from .files import make_dirs, read_below, replace_symlink, take_folder
 from .isolation import DiscoveryError, discover_checkout
 from .paths import Paths
 from .settings import Settings, display_url
@@ -117,23 +117,40 @@ def prepare_git(paths: Paths, settings: Settings, account: Account) -> Checkout:
 def validate(paths: Paths, checkout: Checkout, settings: Settings) -> list[Collector]:
     """Discover the collectors of a built tree; CheckoutError when it is not a collectors tree."""
     tree = checkout.tree.resolve()
+    where = (
+        f"{display_url(settings.repo)} at {checkout.id[:12]}"
+        if settings.repo
+        else f"the bundled tree {settings.bundled_tree}"
+    )
     if (
         not tree.is_relative_to(checkout.folder.resolve())
         or not (tree / "metrics" / "collectors").is_dir()
     ):
-        where = (
-            f"{display_url(settings.repo)} at {checkout.id[:12]}"
-            if settings.repo
-            else f"the bundled tree {settings.bundled_tree}"
-        )
         raise CheckoutError(
             f"{where} has no {settings.path}/metrics/collectors folder: "
             "check collectors-path and collectors-branch"
+        )
+    if settings.repo and _has_the_old_framework(paths, checkout):
+        raise CheckoutError(
+            f"{where} carries the ubuntu-release-metrics framework in {settings.path}/metrics/lib"
+            " (it reads INFLUXDB_* variables, which units never set, so every run would fail):"
+            " replace that folder with this charm's collectors/metrics/lib (docs/collectors.md,"
+            " Migrating from ubuntu-release-metrics)"
         )
     try:
         return discover_checkout(checkout.folder, checkout.tree)
     except DiscoveryError as error:
         raise CheckoutError(str(error)) from None
+
+
+def _has_the_old_framework(paths: Paths, checkout: Checkout) -> bool:
+    """The tree's metrics/lib is the original framework's: a basemetric.py without the spool
+    this framework writes through. Read from root's checkouts/ down without following links."""
+    lib = (checkout.tree / "metrics" / "lib").relative_to(paths.checkouts)
+    limit = 1024 * 1024
+    has_base = read_below(paths.checkouts, lib / "basemetric.py", limit=limit) is not None
+    has_spool = read_below(paths.checkouts, lib / "spool.py", limit=limit) is not None
+    return has_base and not has_spool
 
 
 def activate(paths: Paths, checkout: Checkout) -> Checkout | None:

@@ -459,3 +459,34 @@ def test_a_git_that_stalls_past_its_timeout_is_a_checkout_error_not_a_crash(
 
     with pytest.raises(CheckoutError, match="git timed out after 1 s and was stopped"):
         prepare_git(paths, Settings(repo=remote.url), AS_ME)
+
+
+def test_a_tree_with_the_original_framework_is_named_with_the_fix(
+    remote: Remote, paths: Paths
+) -> None:
+    """Pointed at ubuntu-release-metrics as it is, the units would fail every run (its
+    metrics/lib reads INFLUXDB_* variables): the checkout is refused with the fix."""
+    remote.commit(
+        {
+            "collectors/metrics/lib/__init__.py": "",
+            "collectors/metrics/lib/basemetric.py": (
+                "import os\nHOST = os.environ['INFLUXDB_HOSTNAME']\n"
+            ),
+        }
+    )
+    remote.push()
+    settings = Settings(repo=remote.url)
+
+    with pytest.raises(CheckoutError) as refused:
+        validate(paths, prepare_git(paths, settings, AS_ME), settings)
+
+    assert "carries the ubuntu-release-metrics framework in collectors/metrics/lib" in str(
+        refused.value
+    )
+    assert "replace that folder with this charm's collectors/metrics/lib" in str(refused.value)
+
+    remote.commit({"collectors/metrics/lib/spool.py": "# this framework's spool\n"})
+    remote.push()
+    assert [c.name for c in validate(paths, prepare_git(paths, settings, AS_ME), settings)] == [
+        "queue_size"
+    ]
