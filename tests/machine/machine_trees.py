@@ -217,6 +217,52 @@ def run_metric(dry_run=False, verbose=False):
 '''
 
 
+_REAL_LIBRARIES = '''\
+"""What the original collectors load: launchpadlib (httplib2), lxml and bs4, and an HTTPS
+request, all under the unit's real sandbox."""
+
+import ssl
+
+import bs4
+import httplib2
+import launchpadlib.launchpad  # noqa: F401
+import lxml.etree
+import requests
+
+from metrics.lib.basemetric import Metric
+
+RUN_INTERVAL = "5s"
+
+
+class RealLibraries(Metric):
+    def collect(self):
+        page = bs4.BeautifulSoup("<table><td class='x'>7</td></table>", features="lxml")
+        http = httplib2.Http(disable_ssl_certificate_validation=True, timeout=10)
+        answer, body = http.request("{url}/count")
+        through_requests = requests.get("{url}/count", verify=False, timeout=10).json()
+        yield {{
+            "measurement": "real_libraries",
+            "tags": {{}},
+            "fields": {{
+                "parsed": int(page.td.string),
+                "httplib2_status": int(answer.status),
+                "requests_count": through_requests["count"],
+                "lxml": ".".join(map(str, lxml.etree.LXML_VERSION)),
+                "openssl": ssl.OPENSSL_VERSION,
+            }},
+        }}
+
+
+def run_metric(dry_run=False, verbose=False):
+    RealLibraries(dry_run, verbose).run()
+'''
+
+
+def real_libraries(url: str) -> str:
+    """A collector that loads the original collectors' libraries and reads `url` over HTTPS."""
+    return _REAL_LIBRARIES.format(url=url)
+
+
 def fetches(url: str, measurement: str) -> str:
     """A collector that writes the `count` of the JSON document at `url`."""
     return _FETCHES.format(url=url, measurement=measurement)
