@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import resource
 import shutil
 import string
 import tempfile
@@ -55,7 +54,6 @@ def test_hostile_files_cost_their_collector_only_and_stay_within_the_limits(
     tmp_path: Path,
 ) -> None:
     tree = write_tree(tmp_path / "tree", {"good": GOOD, "zz_good": GOOD, **HOSTILE})
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
     found = {c.name: c for c in discover_isolated(tree, **ME)}
 
@@ -66,8 +64,21 @@ def test_hostile_files_cost_their_collector_only_and_stay_within_the_limits(
         # Python 3.11 and 3.12 refuse these with an error discovery reports; 3.10 may crash
         # the child instead, which the parent reports the same way.
         assert problem.startswith(f"metrics/collectors/{name}/__init__.py "), (name, problem)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    assert max(peak_kib, before) * 1024 <= isolation.MEMORY_LIMIT
+
+
+def test_a_child_over_its_memory_limit_costs_that_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RLIMIT_AS holds: memory beyond it fails in the child, not on the machine."""
+    hog = "    if name == 'hog':\n        blob = bytearray(2 * request['memory'])\n"
+    child = isolation._CHILD.replace("for name in names:\n", "for name in names:\n" + hog, 1)
+    monkeypatch.setattr(isolation, "_CHILD", child)
+    tree = write_tree(tmp_path / "tree", {"hog": GOOD, "lean": GOOD})
+
+    found = discover_isolated(tree, **ME)
+
+    assert "it needed more than 256 MiB of memory" in (found[0].problem or "")
+    assert found[1] == Collector("lean", "15s", None)
 
 
 def test_a_child_that_dies_costs_the_collector_it_was_reading(
