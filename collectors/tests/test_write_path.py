@@ -52,6 +52,11 @@ def write_to(monkeypatch: pytest.MonkeyPatch, host: str, port: int | str) -> Non
     monkeypatch.setenv("INFLUXDB_DATABASE", "metrics")
 
 
+def points_in(batch: Path) -> int:
+    """The point count a spooled batch's name records: `<ns>-<seq>-<points>.<where>.lp`."""
+    return int(batch.name.split("-")[2].split(".")[0])
+
+
 def spool_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "state" / "spool").glob("*.lp"))
 
@@ -206,7 +211,7 @@ def test_spool_is_replayed_once_after_influxd_comes_back(
         with pytest.raises(CollectorError, match="points are spooled and replayed by the next"):
             Numbers(7).run()
         # 3 + 3 + 1 points, and the health point of the failed run
-        assert [int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path)] == [3, 3, 1, 1]
+        assert [points_in(p) for p in spool_files(tmp_path)] == [3, 3, 1, 1]
 
         influx.start()
         Numbers(5, offset=7).run()
@@ -387,7 +392,7 @@ def test_sigterm_spools_every_unwritten_point_and_the_next_run_replays_them(
         assert seconds < 5, f"took {seconds:.1f} s to stop"
         assert "stopped by SIGTERM" in stderr
         # Batches in flight or queued, five points still being batched, the health point.
-        spooled = sorted(int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path))
+        spooled = sorted(points_in(p) for p in spool_files(tmp_path))
         assert sum(spooled) == 25 + 1, spooled
 
         influx.start()
@@ -436,7 +441,7 @@ def test_sigterm_during_retries_against_503_spools_the_batch(
 
     assert process.returncode == 1, stderr
     assert "HTTP 503: busy" in stderr
-    assert sum(int(p.stem.rsplit("-", 1)[1]) for p in spool_files(tmp_path)) == 25 + 1
+    assert sum(points_in(p) for p in spool_files(tmp_path)) == 25 + 1
 
 
 @pytest.mark.parametrize("name", ["batch_size", "connections", "attempts"])
@@ -470,7 +475,7 @@ def test_a_host_requests_cannot_use_spools_every_point(
     with pytest.raises(CollectorError, match=r"cannot write to InfluxDB at .*InvalidURL"):
         Numbers(50).run()
 
-    spooled = sum(int(path.stem.rsplit("-", 1)[1]) for path in spool_files(tmp_path))
+    spooled = sum(points_in(path) for path in spool_files(tmp_path))
     assert spooled == 51  # the 50 points and the run's health point
 
 
@@ -578,4 +583,36 @@ def test_two_runs_at_once_take_turns_and_replay_the_spool_once(
     assert errors == []
     written = [row["points_written"] for row in health(influx, database)]
     assert sorted(written) == [3, 3 + 20 * 50]
+    assert spool_files(tmp_path) == []
+
+
+def test_points_spooled_for_one_database_are_not_replayed_into_another(
+    influx: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The credentials moved to another database while points were spooled: those points wait
+    for their own database instead of landing in the new one."""
+    monkeypatch.setattr(Metric, "write_settings", WriteSettings(attempts=1))
+    monkeypatch.setenv("INFLUXDB_PORT", str(free_port()))  # the first database's server is down
+    with pytest.raises(CollectorError):
+        Numbers(5).run()
+    assert len(spool_files(tmp_path)) == 2  # the points and the health point
+
+    other = f"{database}_moved"
+    influx.create_database(other)
+    monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
+    monkeypatch.setenv("INFLUXDB_DATABASE", other)
+    Numbers(1, offset=100).run()
+
+    assert influx.count("numbers", other) == 1
+    assert len(spool_files(tmp_path)) == 2
+    assert "kept 6 spooled points that were going to another InfluxDB or database" in caplog.text
+
+    monkeypatch.setenv("INFLUXDB_DATABASE", database)
+    Numbers(0).run()
+
+    assert influx.count("numbers", database) == 5
     assert spool_files(tmp_path) == []

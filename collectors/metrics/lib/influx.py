@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -163,6 +164,10 @@ class InfluxWriter:
         self.database = credentials.database
         scheme = "https" if credentials.ssl else "http"
         self.url = f"{scheme}://{credentials.host}:{credentials.port}"
+        # A batch is replayed only into the host and database it was going to (a port or
+        # scheme change is the same InfluxDB moving, not another one).
+        digest = hashlib.sha256(f"{credentials.host}/{self.database}".encode()).hexdigest()
+        spool.destination = digest[:12]
         self._credentials = credentials
         self._sessions = [self._new_session()]  # the first also replays the spool
         # Points without a time get the run's, so that a replayed batch overwrites its twin.
@@ -213,9 +218,13 @@ class InfluxWriter:
         return _Batch(_body(lines), len(lines), self._last_made)
 
     def replay_spool(self) -> None:
+        elsewhere = 0
         for batch in self.spool.batches():
             if self._down or self.stopping:
                 return
+            if batch.destination not in ("", self.spool.destination):
+                elsewhere += batch.points  # another InfluxDB or database: not replayed here
+                continue
             try:
                 body = batch.read()
             except OSError as error:
@@ -233,6 +242,13 @@ class InfluxWriter:
                 self.result.written += batch.points
                 self.log.info("replayed %d spooled points", batch.points)
             batch.delete()
+        if elsewhere:
+            self.log.warning(
+                "kept %d spooled points that were going to another InfluxDB or database: they"
+                " are replayed when the credentials point there again (or dropped, oldest"
+                " first, when the spool is full)",
+                elsewhere,
+            )
 
     def write(self, points: Iterable[Any]) -> None:
         """Encode and send `points`; on an exception from `points`, send what came before it.

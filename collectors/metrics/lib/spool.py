@@ -1,7 +1,8 @@
 """A bounded on-disk queue of line protocol batches that could not be written yet.
 
-One file per batch, named `<nanoseconds>-<sequence>-<points>.lp`, the nanoseconds being when
-the batch was made, so that names sort oldest first (also when two senders spool batches out
+One file per batch, named `<nanoseconds>-<sequence>-<points>.<destination>.lp`, the nanoseconds
+being when the batch was made, the destination a digest of the InfluxDB host and database it was
+going to, so that names sort oldest first (also when two senders spool batches out
 of order) and the point count is known without reading the file. A file appears atomically
 (written to a temporary name, flushed to disk, renamed) and is deleted only after InfluxDB
 accepted it, so a crash may replay a batch twice but never loses one; InfluxDB keeps one point
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-# `<nanoseconds>-<pid and sequence>-<points>.lp`
-_BATCH_NAME = re.compile(r"^\d{20}-\d+-(\d+)\.lp$")
+# `<nanoseconds>-<pid and sequence>-<points>[.<destination>].lp`
+_BATCH_NAME = re.compile(r"^\d{20}-\d+-(\d+)(?:\.([0-9a-f]{12}))?\.lp$")
 # A batch is written in milliseconds: a `.partial` this old belongs to a run that died.
 _PARTIAL_AGE = 600
 
@@ -29,6 +30,7 @@ _PARTIAL_AGE = 600
 class SpooledBatch:
     path: Path
     points: int
+    destination: str = ""  # "" for batches spooled before destinations were recorded
 
     def read(self) -> bytes:
         return self.path.read_bytes()
@@ -38,9 +40,15 @@ class SpooledBatch:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES, destination: str = ""
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        # Where the batches added now would have gone (a digest of InfluxDB's host and
+        # database, set by the writer): recorded in each batch's name, so that a batch is
+        # replayed only where it was going.
+        self.destination = destination
         self._sequence = 0
         self.log = logging.getLogger("metrics.spool")
 
@@ -57,7 +65,7 @@ class Spool:
             if match is None or not path.is_file() or path.is_symlink():
                 self.set_aside(path, "not a batch this spool wrote")
                 continue
-            yield SpooledBatch(path, int(match.group(1)))
+            yield SpooledBatch(path, int(match.group(1)), match.group(2) or "")
 
     def set_aside(self, path: Path, why: str) -> None:
         """Move a file that cannot be replayed out of the way, keeping it for a person."""
@@ -96,7 +104,8 @@ class Spool:
             return points
         self._sequence += 1
         made = time.time_ns() if made is None else made
-        name = f"{made:020d}-{os.getpid():07d}{self._sequence:06d}-{points}.lp"
+        where = f".{self.destination}" if self.destination else ""
+        name = f"{made:020d}-{os.getpid():07d}{self._sequence:06d}-{points}{where}.lp"
         sizes = [(batch, batch.path.stat().st_size) for batch in self.batches()]
         used = sum(size for _, size in sizes)
         keep = True
