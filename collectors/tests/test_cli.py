@@ -29,6 +29,17 @@ def run(
     )
 
 
+def tree_with(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    """A collectors tree: this framework plus the collector `name` made of `files`."""
+    tree = tmp_path / "collectors"
+    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
+    folder = tree / "metrics" / "collectors" / name
+    folder.mkdir()
+    for file_name, text in files.items():
+        (folder / file_name).write_text(text)
+    return tree
+
+
 def test_list_shows_every_bundled_collector_without_problems() -> None:
     """Whatever collectors the tree holds: each folder is listed once, schedulable."""
     folders = sorted(
@@ -84,12 +95,7 @@ OLD_STYLE_COLLECTOR = {
 
 
 def test_a_collector_written_for_the_original_framework_still_runs(tmp_path: Path) -> None:
-    tree = tmp_path / "collectors"
-    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
-    legacy = tree / "metrics" / "collectors" / "legacy"
-    legacy.mkdir()
-    for name, text in OLD_STYLE_COLLECTOR.items():
-        (legacy / name).write_text(text)
+    tree = tree_with(tmp_path, "legacy", OLD_STYLE_COLLECTOR)
 
     direct = run("metrics.collectors.legacy", "--dry-run", cwd=tree)
     through_run = run("metrics", "run", "legacy", "--dry-run", cwd=tree)
@@ -168,12 +174,7 @@ LOGIN_IN_INIT = {
 
 
 def test_a_failure_before_the_run_still_reports_its_health_in_one_line(tmp_path: Path) -> None:
-    tree = tmp_path / "collectors"
-    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
-    folder = tree / "metrics" / "collectors" / "needs_login"
-    folder.mkdir()
-    for name, text in LOGIN_IN_INIT.items():
-        (folder / name).write_text(text)
+    tree = tree_with(tmp_path, "needs_login", LOGIN_IN_INIT)
     with InfluxServer() as influx:
         influx.create_database("metrics")
         env = {
@@ -200,12 +201,8 @@ def test_a_failure_before_the_run_still_reports_its_health_in_one_line(tmp_path:
 
 
 def test_running_a_collector_the_charm_would_skip_warns(tmp_path: Path) -> None:
-    tree = tmp_path / "collectors"
-    shutil.copytree(COLLECTORS / "metrics", tree / "metrics")
+    tree = tree_with(tmp_path, "legacy", OLD_STYLE_COLLECTOR)
     legacy = tree / "metrics" / "collectors" / "legacy"
-    legacy.mkdir()
-    for name, text in OLD_STYLE_COLLECTOR.items():
-        (legacy / name).write_text(text)
     (legacy / "__init__.py").write_text(
         'RUN_INTERVAL = "every tuesday"\n' + OLD_STYLE_COLLECTOR["__init__.py"]
     )

@@ -12,6 +12,7 @@ on with the rest.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -70,8 +71,7 @@ def discover_checkout(folder: Path, tree: Path) -> list[Collector]:
 def discover_isolated(tree: Path, *, uid: int, gid: int) -> list[Collector]:
     """Every collector of `tree`, as `discovery.discover_collectors` finds them, read by a
     child process running as `uid`:`gid` within MEMORY_LIMIT, CPU_LIMIT and WALL_LIMIT."""
-    here = Path(__file__).parent
-    sources = [(name, (here / f"{name}.py").read_text()) for name in _MODULES]
+    sources = _sources()
     found: dict[str, Collector] = {}
     names: list[str] | None = None
     pending: list[str] | None = None
@@ -96,6 +96,13 @@ def discover_isolated(tree: Path, *, uid: int, gid: int) -> list[Collector]:
             culprit = pending.pop(0)
             found[culprit] = Collector(culprit, DEFAULT_INTERVAL, _killed(culprit, ending))
     return [found[name] for name in names or []]
+
+
+@functools.cache
+def _sources() -> list[tuple[str, str]]:
+    """discovery.py and what it imports, read once per process, sent to every child."""
+    here = Path(__file__).parent
+    return [(name, (here / f"{name}.py").read_text()) for name in _MODULES]
 
 
 def _run_child(request: str, *, uid: int, gid: int) -> tuple[list[Any], str]:

@@ -15,7 +15,7 @@ import shutil
 import socket
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from machine_harness import Container, GitRemote, Result, _prepare_rootfs, booted
@@ -132,18 +132,24 @@ def deployed_unit(
     with the InfluxDB (its unit joined with credentials)."""
     with booted(image) as container:
         agent = UnitAgent(container)
-        agent.deploy(
-            charm,
-            {
-                "collectors-repo": remote.url,
-                "collectors-branch": remote.branch,
-                "pull-interval": pull_interval,
-                "collector-timeout": COLLECTOR_TIMEOUT,
-            },
-        )
-        relation = agent.relate("influxdb", "influxdb")
-        agent.join(relation, "influxdb/0", relation_data(influx))
+        config = {
+            "collectors-repo": remote.url,
+            "collectors-branch": remote.branch,
+            "pull-interval": pull_interval,
+            "collector-timeout": COLLECTOR_TIMEOUT,
+        }
+        deploy_with_influxdb(agent, charm, config, influx)
         yield CharmUnit(container, agent)
+
+
+def deploy_with_influxdb(
+    agent: UnitAgent, charm: Path, config: Mapping[str, object], influx: InfluxServer
+) -> None:
+    """`juju deploy` with `config`, then `juju integrate` with the test InfluxDB, whose unit
+    joins with the collectors' credentials."""
+    agent.deploy(charm, dict(config))
+    relation = agent.relate("influxdb", "influxdb")
+    agent.join(relation, "influxdb/0", relation_data(influx))
 
 
 # What a cloud image of the release has that the charm relies on, plus python3-venv, which the

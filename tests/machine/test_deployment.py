@@ -19,7 +19,9 @@ from machine_deploy import (
     COLLECTORS_PASSWORD,
     COLLECTORS_USER,
     DATABASE,
+    CharmUnit,
     RecordingProxy,
+    deploy_with_influxdb,
     relation_data,
     serving_remote,
 )
@@ -44,6 +46,11 @@ def _log(line: str) -> None:
 def remote(tmp_path: Path) -> Iterator[GitRemote]:
     with serving_remote(tmp_path / "remote") as serving:
         yield serving
+
+
+def following(remote: GitRemote) -> dict[str, object]:
+    """The config of a unit that follows `remote`'s branch of offline collectors."""
+    return {"collectors-repo": remote.url, "collector-timeout": "15s"}
 
 
 def secret_content(influx: InfluxServer, database: str) -> dict[str, str]:
@@ -82,7 +89,7 @@ def test_credentials_from_the_relation_then_from_a_secret(
     agent = UnitAgent(container)
     deployed = agent.deploy(
         charm,
-        {"collectors-repo": remote.url, "collector-timeout": "15s", "pull-interval": "1h"},
+        following(remote) | {"pull-interval": "1h"},
     )
     assert [d.path for d in deployed] == [
         "hooks/install",
@@ -174,9 +181,7 @@ def test_branch_proxy_and_actions(
             container,
             proxy=ModelProxy(http=proxy.url, https=proxy.url, no_proxy=influx.host),
         )
-        agent.deploy(charm, {"collectors-repo": remote.url, "collector-timeout": "15s"})
-        relation = agent.relate("influxdb", "influxdb")
-        agent.join(relation, "influxdb/0", relation_data(influx))
+        deploy_with_influxdb(agent, charm, following(remote), influx)
         assert agent.status["status"] == "active"
         wait_for(
             "the upstream's count, fetched through the model's proxy",
@@ -273,12 +278,11 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
     commit = os.environ.get("UCM_PREVIOUS_CHARM_COMMIT") or previous_charm_commit()
     previous = pack_commit(release, commit, log=_log)
     agent = UnitAgent(container)
-    agent.deploy(previous, {"collectors-repo": remote.url, "collector-timeout": "15s"})
-    relation = agent.relate("influxdb", "influxdb")
-    agent.join(relation, "influxdb/0", relation_data(influx))
+    deploy_with_influxdb(agent, previous, following(remote), influx)
     before = wait_for_new_run(influx, DATABASE, tick, after=2)
     timer = "metrics-collector@ticker.timer"
-    started = _show(container, timer, "ActiveEnterTimestampMonotonic")
+    unit = CharmUnit(container, agent)
+    started = unit.show(timer, "ActiveEnterTimestampMonotonic")
 
     upgraded = agent.upgrade(charm)
     assert [d.path for d in upgraded] == ["hooks/upgrade-charm", "hooks/config-changed"]
@@ -287,7 +291,7 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
         new_entrypoint = archive.read("src/charm.py")
     assert (agent.charm_dir / "src/charm.py").read_bytes() == new_entrypoint
     # The timer was not restarted (a restart can skip or repeat a run), and runs go on.
-    assert _show(container, timer, "ActiveEnterTimestampMonotonic") == started
+    assert unit.show(timer, "ActiveEnterTimestampMonotonic") == started
     last = wait_for_new_run(influx, DATABASE, tick, after=before + 2)
     assert runs(influx, DATABASE, tick) == list(range(1, last + 1))
 
@@ -323,12 +327,6 @@ def test_upgrade_from_the_previous_charm_loses_no_point_and_remove_leaves_nothin
     assert _exists(container, "/var/lib/private/metrics-collector/ticker")
 
 
-def _show(container: Container, unit: str, prop: str) -> str:
-    return container.run(
-        ["systemctl", "show", unit, f"--property={prop}", "--value"]
-    ).stdout.strip()
-
-
 def test_a_hostile_branch_costs_only_its_bad_collectors(
     container: Container,
     charm: Path,
@@ -349,9 +347,7 @@ def test_a_hostile_branch_costs_only_its_bad_collectors(
     remote.commit_and_push("links to root-only places")
 
     agent = UnitAgent(container)
-    agent.deploy(charm, {"collectors-repo": remote.url, "collector-timeout": "15s"})
-    relation = agent.relate("influxdb", "influxdb")
-    agent.join(relation, "influxdb/0", relation_data(influx))
+    deploy_with_influxdb(agent, charm, following(remote), influx)
 
     wait_for_new_run(influx, DATABASE, tick)
     status = agent.hook("update-status").status

@@ -12,7 +12,7 @@ import ops
 import pytest
 from ops import hookcmds
 from ops.model import _ModelBackend
-from unit_agent import HOOKTOOLS, UNIT
+from unit_agent import HOOKTOOLS, UNIT, new_model, new_relation
 from unit_agent.hooktools import TOOLS
 
 SECRET = "csdcrfni2t1vlshbt4bg"
@@ -24,35 +24,13 @@ def tools(tmp_path: Path) -> Path:
     (tmp_path / "hooktools.py").chmod(0o755)
     for tool in TOOLS:
         (tmp_path / tool).symlink_to("hooktools.py")
-    model = {
-        "unit": UNIT,
-        "leader": False,
-        "config": {"collectors-branch": "main", "dry-run": False},
-        "relations": [
-            {
-                "id": 3,
-                "endpoint": "influxdb",
-                "remote_app": "influxdb",
-                "units": {"influxdb/0": {"hostname": "db", "port": "8086"}},
-                "departing": {},
-                "remote_app_data": {},
-                "local_unit_data": {},
-                "local_app_data": {},
-            }
-        ],
-        "secrets": {
-            SECRET: {"owner": "model", "granted": [], "revisions": {"1": {"password": "one"}}}
-        },
-        "tracked": {},
-        "status": {
-            "unit": {"status": "maintenance", "message": ""},
-            "application": {"status": "unknown", "message": ""},
-        },
-        "status_history": [],
-        "version": "",
-        "log": [],
-        "ports": [],
-        "action": None,
+    model = new_model(leader=False)
+    model["config"] = {"collectors-branch": "main", "dry-run": False}
+    relation = new_relation(3, "influxdb", "influxdb")
+    relation["units"] = {"influxdb/0": {"hostname": "db", "port": "8086"}}
+    model["relations"] = [relation]
+    model["secrets"] = {
+        SECRET: {"owner": "model", "granted": [], "revisions": {"1": {"password": "one"}}}
     }
     (tmp_path / "model.json").write_text(json.dumps(model))
     return tmp_path

@@ -75,23 +75,7 @@ class UnitAgent:
     history: list[Dispatch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.model: dict[str, Any] = {
-            "unit": UNIT,
-            "leader": self.leader,
-            "config": {},
-            "relations": [],
-            "secrets": {},
-            "tracked": {},
-            "status": {
-                "unit": {"status": "maintenance", "message": ""},
-                "application": {"status": "unknown", "message": ""},
-            },
-            "status_history": [],
-            "version": "",
-            "log": [],
-            "ports": [],
-            "action": None,
-        }
+        self.model = new_model(leader=self.leader)
         self._options: dict[str, Any] = {}
         self._actions: dict[str, Any] = {}
         self._manifest: list[str] = []
@@ -188,18 +172,7 @@ class UnitAgent:
     def relate(self, endpoint: str, remote_app: str) -> int:
         """`juju integrate`: the relation exists (relation-created), no remote unit yet."""
         number = next(self._relation_ids)
-        self.model["relations"].append(
-            {
-                "id": number,
-                "endpoint": endpoint,
-                "remote_app": remote_app,
-                "units": {},
-                "departing": {},
-                "remote_app_data": {},
-                "local_unit_data": {},
-                "local_app_data": {},
-            }
-        )
+        self.model["relations"].append(new_relation(number, endpoint, remote_app))
         self.hook(f"{endpoint}-relation-created", relation=number)
         return number
 
@@ -425,6 +398,41 @@ class UnitAgent:
             self._manifest = sorted(names)
         self._options = _yaml(self.charm_dir / "config.yaml").get("options", {})
         self._actions = _yaml(self.charm_dir / "actions.yaml")
+
+
+def new_model(*, leader: bool) -> dict[str, Any]:
+    """The model of a unit just deployed: what `hooktools.py` reads and changes."""
+    return {
+        "unit": UNIT,
+        "leader": leader,
+        "config": {},
+        "relations": [],
+        "secrets": {},
+        "tracked": {},
+        "status": {
+            "unit": {"status": "maintenance", "message": ""},
+            "application": {"status": "unknown", "message": ""},
+        },
+        "status_history": [],
+        "version": "",
+        "log": [],
+        "ports": [],
+        "action": None,
+    }
+
+
+def new_relation(number: int, endpoint: str, remote_app: str) -> dict[str, Any]:
+    """A relation of the model, with no remote unit yet and empty data bags."""
+    return {
+        "id": number,
+        "endpoint": endpoint,
+        "remote_app": remote_app,
+        "units": {},
+        "departing": {},
+        "remote_app_data": {},
+        "local_unit_data": {},
+        "local_app_data": {},
+    }
 
 
 def _yaml(path: Path) -> dict[str, Any]:
