@@ -200,6 +200,77 @@ def test_a_failure_before_the_run_still_reports_its_health_in_one_line(tmp_path:
     assert health[0]["error"] == "ConnectionError: cannot log in to the tracker"
 
 
+# A collector whose own module fails to import (a dependency missing from requirements.txt):
+# the error comes before any framework code of the collector runs.
+IMPORT_FAILS = {
+    "__init__.py": 'RUN_INTERVAL = "5m"\nimport not_in_requirements  # noqa\n',
+    "__main__.py": "from . import run_metric\nrun_metric()\n",
+}
+
+
+def test_an_import_failure_in_the_collector_still_reports_its_health(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path, "needs_module", IMPORT_FAILS)
+    state = tmp_path / "state"
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        env = {
+            "INFLUXDB_HOSTNAME": influx.host,
+            "INFLUXDB_PORT": str(influx.port),
+            "INFLUXDB_DATABASE": "metrics",
+            "STATE_DIRECTORY": str(state),
+        }
+        quiet = run("metrics.collectors.needs_module", env=env, cwd=tree)
+        verbose = run("metrics.collectors.needs_module", "-v", env=env, cwd=tree)
+        dry_run = run("metrics.collectors.needs_module", "--dry-run", env=env, cwd=tree)
+        health = influx.query('SELECT * FROM "collector_run"', "metrics")
+
+    failure = "ModuleNotFoundError: No module named 'not_in_requirements'"
+    assert quiet.returncode == 1
+    assert quiet.stderr == f"ERROR metrics: collector failed while importing it: {failure}\n"
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
+    assert dry_run.returncode == 1  # a dry run reports nothing, and shows the traceback
+    assert "Traceback" in dry_run.stderr
+    assert [(point["collector"], point["ok"], point["error"]) for point in health] == [
+        ("needs_module", False, failure)
+    ] * 2
+    record = json.loads((state / "health.json").read_text())
+    assert record["runs_total"] == 2
+    assert record["consecutive_failures"] == 2
+    assert record["last_success"] is None
+
+
+def test_each_run_is_kept_in_health_json_for_the_metrics_endpoint(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path, "legacy", OLD_STYLE_COLLECTOR)
+    state = tmp_path / "state"
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        env = {
+            "INFLUXDB_HOSTNAME": influx.host,
+            "INFLUXDB_PORT": str(influx.port),
+            "INFLUXDB_DATABASE": "metrics",
+            "STATE_DIRECTORY": str(state),
+        }
+        first = run("metrics.collectors.legacy", env=env, cwd=tree)
+        after_first = json.loads((state / "health.json").read_text())
+        influx.stop()
+        down = run("metrics.collectors.legacy", env=env, cwd=tree)
+    after_down = json.loads((state / "health.json").read_text())
+
+    assert first.returncode == 0, first.stderr
+    assert after_first["last_run_ok"] is True
+    assert after_first["last_success"] == after_first["last_run_ended"]
+    assert after_first["last_run_started"] <= after_first["last_run_ended"]
+    assert (after_first["points_written_total"], after_first["spooled_points"]) == (1, 0)
+    assert down.returncode == 1
+    assert after_down["last_run_ok"] is False
+    assert after_down["last_success"] == after_first["last_success"]
+    assert after_down["consecutive_failures"] == 1
+    assert after_down["runs_total"] == 2
+    # The collector's point and the run's own health point wait in the spool.
+    assert (after_down["points_written_total"], after_down["spooled_points"]) == (1, 2)
+
+
 def test_running_a_collector_the_charm_would_skip_warns(tmp_path: Path) -> None:
     tree = tree_with(tmp_path, "legacy", OLD_STYLE_COLLECTOR)
     legacy = tree / "metrics" / "collectors" / "legacy"

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import discovery, helpers
+from . import discovery, health, helpers
 from .errors import CollectorError
 from .influx import InfluxWriter, Stopped, WriteSettings, load_credentials
 from .lineprotocol import LineEncoder
@@ -161,7 +161,9 @@ class Metric:
             result.spooled,
             result.dropped,
         )
+        written, dropped = result.written, result.dropped  # the collector's, not the health's
         writer.write([health])  # spooled at once if stopped, also while it is being sent
+        _record_run(self.state_dir, started, ok, written, dropped, writer.spool)
         if errors:
             raise CollectorError("; ".join(errors))
         if not ok:
@@ -192,19 +194,46 @@ def _health_point(
     }
 
 
-def _report_early_failure(collector: str, started: float, failure: str) -> None:
-    """The health point of a run that ended before Metric.run() reported, written (or spooled)
-    as run() writes its own; a failure to write it is only logged."""
-    log = logging.getLogger("metrics")
+def health_written() -> bool:
+    """Whether this process wrote its run's health point (or spooled it)."""
+    return _health_written
+
+
+def _record_run(
+    state_dir: Path, started: float, ok: bool, written: int, dropped: int, spool: Spool
+) -> None:
+    """Keep the run in health.json for the unit's metrics endpoint; a failure is only logged:
+    the points are written already."""
+    ended = time.time()
     try:
-        writer = InfluxWriter(
-            load_credentials(),
-            Spool(state_directory(collector) / "spool", DEFAULT_MAX_BYTES),
-            WriteSettings(),
+        health.record_run(
+            state_dir,
+            started=ended - (time.monotonic() - started),
+            ended=ended,
+            ok=ok,
+            written=written,
+            dropped=dropped,
+            spooled_now=spool.points(),
         )
+    except OSError as error:
+        logging.getLogger("metrics").error(
+            "cannot record the run in %s: %s", state_dir / health.FILE_NAME, error
+        )
+
+
+def report_early_failure(collector: str, started: float, failure: str) -> None:
+    """The health point of a run that ended before Metric.run() reported, written (or spooled)
+    as run() writes its own, and the run kept in health.json; a failure to write it is only
+    logged."""
+    log = logging.getLogger("metrics")
+    state_dir = state_directory(collector)
+    spool = Spool(state_dir / "spool", DEFAULT_MAX_BYTES)
+    try:
+        writer = InfluxWriter(load_credentials(), spool, WriteSettings())
         writer.write([_health_point(collector, started, (0, 0, 0), [failure])])
     except Exception as error:  # the run failed already: say why there is no health point
         log.error("no collector_run point for %s: %s: %s", collector, type(error).__name__, error)
+    _record_run(state_dir, started, False, 0, 0, spool)
 
 
 def _warn_if_skipped(collector: str) -> None:
@@ -287,7 +316,7 @@ def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
         run_metric(dry_run=args.dry_run, verbose=args.verbose)
     except CollectorError as error:
         if not _health_written and not args.dry_run:
-            _report_early_failure(_collector_of(run_metric), started, str(error))
+            report_early_failure(_collector_of(run_metric), started, str(error))
         if not logging.getLogger().handlers:
             logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         log.error("collector failed: %s", error)
@@ -295,7 +324,7 @@ def main(run_metric: Callable[..., Any], argv: list[str] | None = None) -> int:
     except Exception as error:  # before run(): constructing the collector, logging in
         failure = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         if not _health_written and not args.dry_run:
-            _report_early_failure(_collector_of(run_metric), started, failure)
+            report_early_failure(_collector_of(run_metric), started, failure)
         if not logging.getLogger().handlers:
             logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         log.error("collector failed before its run: %s", failure, exc_info=args.verbose)

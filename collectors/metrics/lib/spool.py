@@ -67,6 +67,13 @@ class Spool:
                 continue
             yield SpooledBatch(path, int(match.group(1)), match.group(2) or "")
 
+    def points(self) -> int:
+        """How many points wait in the spool, for every destination (from the file names)."""
+        if not self.directory.is_dir():
+            return 0
+        names = (_BATCH_NAME.match(path.name) for path in self.directory.glob("*.lp"))
+        return sum(int(match.group(1)) for match in names if match)
+
     def set_aside(self, path: Path, why: str) -> None:
         """Move a file that cannot be replayed out of the way, keeping it for a person."""
         rejected = self.directory / "rejected"
