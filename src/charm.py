@@ -43,6 +43,8 @@ class CharmConfig:
     no_proxy: str = ""
     influxdb_database: str = "metrics"
     extra_packages: str = ""
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9581
     influxdb_secret: ops.Secret | None = None
 
 
@@ -192,7 +194,11 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         except CredentialsProblem as problem:
             credentials = None
             statuses.append(problem.status)
-        report = workload.reconcile(self._settings(config), credentials)
+        settings = self._settings(config)
+        report = workload.reconcile(settings, credentials)
+        self.unit.set_ports(
+            *([config.metrics_port] if settings.metrics_beyond_this_machine else [])
+        )
         if report.commit:
             # `juju status` shows it as the unit's version: which tree the collectors run.
             self.unit.set_workload_version(_short_commit(report.commit))
@@ -220,6 +226,8 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             dry_run=config.dry_run,
             proxy=proxy,
             bundled_tree=self.charm_dir / "collectors",
+            metrics_address=config.metrics_address,
+            metrics_port=config.metrics_port,
         )
 
     def _influx_credentials(

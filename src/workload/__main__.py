@@ -44,7 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("name")
     run.add_argument("--dry-run", action="store_true", help="print the points, write none")
 
+    exporter = commands.add_parser("exporter", help="serve the collectors' health metrics")
+    exporter.add_argument("--address", default="127.0.0.1", help="IP address to listen on")
+    exporter.add_argument("--port", type=int, default=9581, help="TCP port to listen on")
+
     args = parser.parse_args(argv)
+    if args.command == "exporter":
+        from . import exporter as endpoint  # prometheus_client: only this command needs it
+
+        endpoint.serve(Paths(args.root), args.address, args.port)
+        return 0
     try:
         if args.command == "render":
             return _render(args)

@@ -78,5 +78,11 @@ class Paths:
         return self.state_dir / "lock"
 
     @property
+    def collector_states(self) -> Path:
+        """Each collector's state directory (its spool, counters and health.json), which
+        systemd keeps there for a `DynamicUser=` service: 0700, owned by the collector's user."""
+        return self.root / "var/lib/private/metrics-collector"
+
+    @property
     def unit_dir(self) -> Path:
         return self.root / UNIT_DIR

@@ -36,7 +36,8 @@ from .discovery import Collector
 from .files import make_dirs, write_if_changed
 from .isolation import DiscoveryError, discover_checkout
 from .paths import Paths
-from .settings import Settings, load_settings, save_settings
+from .settings import Settings, display_url, load_settings, save_settings
+from .timespan import parse_run_interval
 from .units import UnitOptions, render_units
 from .venv import VenvError, current_venv, ensure_venv, wanted_venv
 
@@ -272,6 +273,7 @@ def _converge(
     scheduled = [c.name for c in collectors if c.problem is None]
     skipped = [c for c in collectors if c.problem is not None]
 
+    _make_collector_states(paths)
     try:
         units = render_units(collectors, _unit_options(paths, settings))
         systemd.apply_units(units, paths.unit_dir, systemctl=_systemctl(systemctl))
@@ -282,8 +284,22 @@ def _converge(
 
     new_commit = _live_commit(paths)
     record.update(commit=new_commit, scheduled=scheduled, problems=problems)
+    # For the metrics endpoint, which reads this file and nothing root keeps to itself.
+    since = record.get("scheduled_since") or {}
+    record.update(
+        intervals={
+            collector.name: _seconds(collector.interval)
+            for collector in collectors
+            if collector.problem is None
+        },
+        scheduled_since={name: since.get(name, int(time.time())) for name in scheduled},
+        skipped=[collector.name for collector in skipped],
+        source_name=display_url(settings.repo) if settings.repo else "bundled",
+        pull_interval=_seconds(settings.pull_interval) if settings.repo else None,
+    )
     if fetch:  # a hook that changed nothing writes nothing
         record["last_pull"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        record["last_pull_ok"] = not problems
     _write_record(paths, record)
 
     try:
@@ -302,6 +318,18 @@ def _converge(
             problems=problems,
         ),
     )
+
+
+def _make_collector_states(paths: Paths) -> None:
+    """The folder systemd keeps the collectors' state directories in, made before the metrics
+    endpoint starts, which sees only the folders that exist then. As systemd makes them:
+    `/var/lib/private` 0700, the folder below it 0755, both root's."""
+    private = paths.collector_states.parent
+    if not private.is_dir():
+        make_dirs(private.parent)
+        private.mkdir(mode=0o700, exist_ok=True)
+        private.chmod(0o700)
+    make_dirs(paths.collector_states)
 
 
 def _check_out(
@@ -356,7 +384,17 @@ def _unit_options(paths: Paths, settings: Settings) -> UnitOptions:
         proxy=settings.proxy,
         pull=bool(settings.repo),
         pull_interval=settings.pull_interval,
+        metrics_address=settings.metrics_address,
+        metrics_port=settings.metrics_port,
+        paths=paths,
     )
+
+
+def _seconds(interval: str) -> float | None:
+    try:
+        return parse_run_interval(interval) / 1_000_000
+    except ValueError:
+        return None
 
 
 def _when(moment: datetime | None) -> str | None:

@@ -6,6 +6,7 @@ URL may carry an access token.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import urllib.parse
@@ -60,6 +61,16 @@ class Settings:
     dry_run: bool = False
     proxy: Proxy = field(default_factory=Proxy)
     bundled_tree: Path = BUNDLED_TREE
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9581
+
+    @property
+    def metrics_beyond_this_machine(self) -> bool:
+        """Whether the metrics endpoint listens on more than loopback (its port is opened)."""
+        try:
+            return not ipaddress.ip_address(self.metrics_address).is_loopback
+        except ValueError:
+            return False
 
     def problems(self) -> list[str]:
         """One line per option that cannot work, naming the option and what to do."""
@@ -79,6 +90,17 @@ class Settings:
                     f"config {option}={value!r} is not a systemd time span ({error}): "
                     f"set e.g. {example}"
                 )
+        try:
+            ipaddress.ip_address(self.metrics_address)
+        except ValueError:
+            problems.append(
+                f"config metrics-address={self.metrics_address[:80]!r} is not an IP address:"
+                " set 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface)"
+            )
+        if not 0 < self.metrics_port < 65536:
+            problems.append(
+                f"config metrics-port={self.metrics_port} is not a TCP port: set e.g. 9581"
+            )
         if self.repo:
             bad_url = url_problem(self.repo)
             if bad_url:

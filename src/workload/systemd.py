@@ -36,6 +36,7 @@ from .units import (
     collector_timer,
     is_generated,
     is_generated_name,
+    is_started,
 )
 
 # `systemctl show` prints timestamps in the local time zone; in UTC they parse the same on
@@ -160,7 +161,7 @@ def apply_units(
         return ApplyResult([], [], [], [], [], foreign, 0)
 
     calls = 0
-    disabled = [name for name in removed if name.endswith(".timer")]
+    disabled = [name for name in removed if is_started(name)]
     if disabled:
         # Before deleting: systemctl needs the file to know what enabling it created.
         systemctl.run("disable", "--now", *disabled)
@@ -170,12 +171,13 @@ def apply_units(
     _write_files(unit_dir, {name: wanted[name] for name in written})
     systemctl.run("daemon-reload")
     calls += 1
-    enabled = sorted(name for name in wanted if name.endswith(".timer") and name not in foreign)
+    enabled = sorted(name for name in wanted if is_started(name) and name not in foreign)
     if enabled:
         systemctl.run("enable", "--now", *enabled)
         calls += 1
-    # A timer keeps its old schedule until restarted; a new one was just started.
-    restarted = [name for name in written if name.endswith(".timer") and name in existing]
+    # A timer keeps its old schedule, the endpoint its old port, until restarted; a new one
+    # was just started.
+    restarted = [name for name in written if is_started(name) and name in existing]
     if restarted:
         systemctl.run("restart", *restarted)
         calls += 1

@@ -20,6 +20,7 @@ timer schedule (`timer_schedule`) and the reasons for the hardening are in docs/
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ COLLECTOR_SERVICE = "metrics-collector@.service"
 COLLECTOR_DRY_RUN_SERVICE = "metrics-collector-dry-run@.service"
 PULL_SERVICE = "metrics-pull.service"
 PULL_TIMER = "metrics-pull.timer"
+EXPORTER_SERVICE = "metrics-exporter.service"
 _COLLECTOR_TIMER_TEMPLATE = "metrics-collector@.timer"
 _COLLECTOR_TIMER = re.compile(r"metrics-collector@([A-Za-z_][A-Za-z0-9_]*)\.timer")
 
@@ -89,6 +91,9 @@ class UnitOptions:
     pull_interval: str = "1h"
     sync_python: Path = Path("/usr/bin/python3")
     sync_pythonpath: tuple[Path, ...] = (CHARM_DIR / "src", CHARM_DIR / "venv")
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9581
+    paths: Paths = field(default_factory=Paths)
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,22 @@ def _timespan_option(option: str, value: str) -> str:
     if usec == 0:
         raise ValueError(f"config {option} must be longer than 0: set e.g. 10m")
     return format_timespan(usec)
+
+
+def _listen_address(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise ValueError(
+            f"config metrics-address={address[:80]!r} is not an IP address: set 127.0.0.1 (this"
+            " machine only), 0.0.0.0 or :: (every interface)"
+        ) from None
+
+
+def _listen_port(port: int) -> int:
+    if not 0 < port < 65536:
+        raise ValueError(f"config metrics-port={port} is not a TCP port: set e.g. 9581")
+    return port
 
 
 def _interval_option(option: str, value: str) -> int:
@@ -230,14 +251,41 @@ def render_units(collectors: Iterable[Collector], options: UnitOptions) -> dict[
         )
         pull = _interval_option("pull-interval", options.pull_interval)
         units[PULL_TIMER] = render(PULL_TIMER, **vars(timer_schedule(pull)))
+    units[EXPORTER_SERVICE] = render(
+        EXPORTER_SERVICE,
+        sync_python=_safe_path("sync python", options.sync_python),
+        sync_pythonpath=":".join(
+            _safe_path("sync PYTHONPATH entry", path) for path in options.sync_pythonpath
+        ),
+        address=_listen_address(options.metrics_address),
+        loopback=ipaddress.ip_address(options.metrics_address).is_loopback,
+        port=_listen_port(options.metrics_port),
+        charm_dir=_safe_path("charm folder", CHARM_DIR),
+        collector_states=_safe_path("state folder", options.paths.collector_states),
+        state_dir=_safe_path("state folder", options.paths.state_dir),
+        config_dir=_safe_path("config folder", options.paths.config_dir),
+    )
     assert all(text.startswith(GENERATED_MARK) for text in units.values())
     return units
+
+
+def is_started(name: str) -> bool:
+    """Whether a generated unit runs on its own, enabled and started (the timers and the
+    metrics endpoint), rather than being started by a timer or an action."""
+    return name.endswith(".timer") or name == EXPORTER_SERVICE
 
 
 def is_generated(name: str, content: str) -> bool:
     """Whether a unit file called `name` holding `content` was written by this module."""
     ours = (
-        name in (COLLECTOR_SERVICE, COLLECTOR_DRY_RUN_SERVICE, PULL_SERVICE, PULL_TIMER)
+        name
+        in (
+            COLLECTOR_SERVICE,
+            COLLECTOR_DRY_RUN_SERVICE,
+            PULL_SERVICE,
+            PULL_TIMER,
+            EXPORTER_SERVICE,
+        )
         or _COLLECTOR_TIMER.fullmatch(name) is not None
     )
     return ours and content.startswith(GENERATED_MARK)

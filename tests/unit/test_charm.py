@@ -295,6 +295,23 @@ def test_settings_follow_the_config_and_run_the_bundled_tree_from_the_charm(
     assert settings.proxy == workload.Proxy()
 
 
+@pytest.mark.parametrize(
+    ("address", "opened"),
+    [("127.0.0.1", set()), ("0.0.0.0", {9100}), ("::", {9100}), ("::1", set())],  # noqa: S104
+)
+def test_the_metrics_port_is_opened_only_when_it_listens_beyond_the_machine(
+    ctx: testing.Context[Any], fake: FakeWorkload, address: str, opened: set[int]
+) -> None:
+    state = testing.State(
+        config={"metrics-address": address, "metrics-port": 9100},
+        opened_ports={testing.TCPPort(9100)} if address == "127.0.0.1" else frozenset(),
+    )
+    out = run(ctx, ctx.on.config_changed(), state)
+
+    assert {port.port for port in out.opened_ports} == opened
+    assert (fake.settings.metrics_address, fake.settings.metrics_port) == (address, 9100)
+
+
 def test_default_config_is_the_design_defaults(
     ctx: testing.Context[Any], fake: FakeWorkload
 ) -> None:
@@ -982,7 +999,10 @@ def test_real_unit_related_to_influxdb_schedules_the_bundled_collectors(
     settings = (unit.root / "etc/ubuntu-community-metrics/settings.json").read_text()
     assert PASSWORD not in settings
     assert (unit.root / "etc/systemd/system/metrics-collector@bugs.timer").is_file()
-    assert "systemctl enable --now metrics-collector@bugs.timer" in unit.systemctl_calls()
+    assert (
+        "systemctl enable --now metrics-collector@bugs.timer metrics-exporter.service"
+        in unit.systemctl_calls()
+    )
 
 
 def test_real_unit_reconciled_again_changes_nothing(

@@ -30,9 +30,15 @@ def test_the_lock_was_made_from_the_current_requirements_in() -> None:
 def test_every_dependency_is_pinned_and_every_direct_one_is_locked() -> None:
     locked = _requirements(REPOSITORY / "requirements.txt")
     assert [line for line in locked if not PIN.match(line)] == []
-    names = {line.split("==")[0].lower() for line in locked}
+    names = {_normalized(line.split("==")[0]) for line in locked}
     direct = {
-        re.split(r"[<>=!~\[ ;]", line)[0].lower()
+        _normalized(re.split(r"[<>=!~\[ ;]", line)[0])
         for line in _requirements(REPOSITORY / "requirements.in")
     }
     assert direct <= names
+
+
+def _normalized(name: str) -> str:
+    """A project name as PyPI compares them (PEP 503): pip freeze writes prometheus_client
+    for prometheus-client."""
+    return re.sub(r"[-_.]+", "-", name).lower()

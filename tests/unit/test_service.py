@@ -131,12 +131,14 @@ def test_a_fresh_unit_runs_the_bundled_tree(
         "metrics-collector@.service",
         "metrics-collector@bugs.timer",
         "metrics-collector@queue_size.timer",
+        "metrics-exporter.service",
     ]
     service = (paths.unit_dir / "metrics-collector@.service").read_text()
     assert f"WorkingDirectory={paths.current}" in service
     assert systemctl.changes() == [
         "systemctl daemon-reload",
-        "systemctl enable --now metrics-collector@bugs.timer metrics-collector@queue_size.timer",
+        "systemctl enable --now metrics-collector@bugs.timer metrics-collector@queue_size.timer"
+        " metrics-exporter.service",
     ]
 
 
@@ -177,16 +179,27 @@ def test_bad_settings_are_reported_and_change_nothing_but_the_credentials(
     reconcile(good, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
     saved = Paths(root).settings.read_text()
     systemctl.forget()
-    bad = Settings(bundled_tree=bundled, pull_interval="1 fortnight", collector_timeout="0")
+    bad = Settings(
+        bundled_tree=bundled,
+        pull_interval="1 fortnight",
+        collector_timeout="0",
+        metrics_address="localhost",
+        metrics_port=70000,
+    )
 
     report = reconcile(bad, None, root=root, systemctl=systemctl, account=AS_ME)
 
     assert (report.commit or "").startswith("bundled-")
-    assert len(report.problems) == 2
+    assert len(report.problems) == 4
     assert report.problems[0].startswith("config pull-interval='1 fortnight' is not a systemd")
     assert report.problems[1] == (
         "config collector-timeout='0' is shorter than 1s, the shortest it may be: set e.g. 10m"
     )
+    assert report.problems[2] == (
+        "config metrics-address='localhost' is not an IP address: set 127.0.0.1 (this machine"
+        " only), 0.0.0.0 or :: (every interface)"
+    )
+    assert report.problems[3] == "config metrics-port=70000 is not a TCP port: set e.g. 9581"
     assert not Paths(root).credentials.exists()  # the relation went away: so do they
     assert Paths(root).settings.read_text() == saved
     assert systemctl.calls() == []
@@ -527,7 +540,8 @@ def test_remove_disables_and_deletes_everything_the_charm_wrote(
     remove(root=root, systemctl=systemctl)
 
     assert systemctl.changes() == [
-        "systemctl disable --now metrics-collector@queue_size.timer metrics-pull.timer",
+        "systemctl disable --now metrics-collector@queue_size.timer metrics-exporter.service"
+        " metrics-pull.timer",
         "systemctl daemon-reload",
     ]
     assert os.listdir(paths.unit_dir) == ["someone-else.service"]

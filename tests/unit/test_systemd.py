@@ -92,14 +92,19 @@ def test_first_apply_writes_everything_with_two_calls(shim: Shim, unit_dir: Path
     for name, content in wanted.items():
         assert (unit_dir / name).read_text() == content
         assert (unit_dir / name).stat().st_mode & 0o777 == 0o644
-    timers = ["metrics-collector@a.timer", "metrics-collector@b.timer", "metrics-pull.timer"]
+    started = [
+        "metrics-collector@a.timer",
+        "metrics-collector@b.timer",
+        "metrics-exporter.service",
+        "metrics-pull.timer",
+    ]
     assert shim.calls() == [
         "systemctl daemon-reload",
-        f"systemctl enable --now {' '.join(timers)}",
+        f"systemctl enable --now {' '.join(started)}",
     ]
     assert result.systemctl_calls == 2
     assert result.written == sorted(wanted)
-    assert result.enabled == timers
+    assert result.enabled == started
     assert (result.removed, result.disabled, result.restarted) == ([], [], [])
 
 
@@ -170,7 +175,10 @@ def test_foreign_files_are_never_touched(shim: Shim, unit_dir: Path) -> None:
     assert os.readlink(unit_dir / "metrics-collector@masked.timer") == "/dev/null"
     assert result.foreign == ["metrics-collector@masked.timer", "metrics-collector@own.timer"]
     enable = [call for call in shim.calls() if " enable " in call]
-    assert enable == ["systemctl enable --now metrics-collector@a.timer metrics-pull.timer"]
+    assert enable == [
+        "systemctl enable --now metrics-collector@a.timer metrics-exporter.service"
+        " metrics-pull.timer"
+    ]
 
     # Removing everything leaves them too.
     apply_units({}, unit_dir)
@@ -186,7 +194,7 @@ def test_remove_everything(shim: Shim, unit_dir: Path) -> None:
     assert list(unit_dir.iterdir()) == []
     assert shim.calls() == [
         "systemctl disable --now metrics-collector@a.timer metrics-collector@b.timer"
-        " metrics-pull.timer",
+        " metrics-exporter.service metrics-pull.timer",
         "systemctl daemon-reload",
     ]
     assert result.systemctl_calls == 2

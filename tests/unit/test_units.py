@@ -13,6 +13,7 @@ from workload.timespan import parse_timespan
 from workload.units import (
     COLLECTOR_DRY_RUN_SERVICE,
     COLLECTOR_SERVICE,
+    EXPORTER_SERVICE,
     GENERATED_MARK,
     MAX_NAME_LENGTH,
     PULL_SERVICE,
@@ -76,6 +77,7 @@ def test_templates_are_found_beside_src() -> None:
     assert names == [
         "metrics-collector@.service.j2",
         "metrics-collector@.timer.j2",
+        "metrics-exporter.service.j2",
         "metrics-pull.service.j2",
         "metrics-pull.timer.j2",
     ]
@@ -90,6 +92,7 @@ def test_one_timer_per_schedulable_collector(tmp_path: Path) -> None:
             COLLECTOR_DRY_RUN_SERVICE,
             PULL_SERVICE,
             PULL_TIMER,
+            EXPORTER_SERVICE,
             *map(collector_timer, schedulable),
         ]
     )
@@ -134,6 +137,50 @@ def test_collector_service_security_exposure_at_most_1_5(tmp_path: Path, unit: s
     assert float(match.group(1)) <= 1.5, result.stdout
     # Network access is kept on purpose: collectors fetch from the internet.
     assert re.search(r"✗ RestrictAddressFamilies=~AF_\(INET\|INET6\)", result.stdout)
+
+
+@needs_systemd_analyze
+def test_metrics_endpoint_security_exposure_at_most_1_5(tmp_path: Path) -> None:
+    units = render_units([], options(tmp_path))
+    (service,) = write_units({EXPORTER_SERVICE: units[EXPORTER_SERVICE]}, tmp_path / "units")
+    result = analyze("security", "--offline=true", str(service))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 1.5, result.stdout
+    # Its one capability, to read the collectors' private health files.
+    assert re.search(r"✗ CapabilityBoundingSet=~CAP_\(DAC_\*", result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "loopback"),
+    [("127.0.0.1", 9581, True), ("0.0.0.0", 9100, False), ("::", 9581, False), ("::1", 1, True)],  # noqa: S104
+)
+def test_metrics_endpoint_listens_where_configured(
+    tmp_path: Path, address: str, port: int, loopback: bool
+) -> None:
+    units = render_units([], options(tmp_path, metrics_address=address, metrics_port=port))
+    service = units[EXPORTER_SERVICE]
+    assert directives(service, "ExecStart") == [
+        f"{PYTHON} -m workload exporter --address {address} --port {port}"
+    ]
+    assert directives(service, "IPAddressDeny") == (["any"] if loopback else [])
+    assert directives(service, "AmbientCapabilities") == ["CAP_DAC_READ_SEARCH"]
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "problem"),
+    [
+        ("localhost", 9581, "config metrics-address='localhost' is not an IP address"),
+        ("127.0.0.1 --port 1", 9581, "is not an IP address"),
+        ("127.0.0.1", 0, "config metrics-port=0 is not a TCP port"),
+        ("127.0.0.1", 65536, "config metrics-port=65536 is not a TCP port"),
+    ],
+)
+def test_a_bad_metrics_address_or_port_is_refused_naming_the_option(
+    tmp_path: Path, address: str, port: int, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        render_units([], options(tmp_path, metrics_address=address, metrics_port=port))
 
 
 def test_collector_service_runs_the_collector_sandboxed(tmp_path: Path) -> None:
