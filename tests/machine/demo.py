@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parents[1] / "collectors"))
 
 from machine_deploy import (  # noqa: E402
     DATABASE,
+    own_metrics_port,
     prepare_influx,
     relation_data,
     serving_remote,
@@ -96,7 +97,12 @@ def demo(release: str) -> None:
             show_where(container)
             agent = UnitAgent(container)
             say("== juju deploy ./charm --config collectors-repo=... (hooks run by dispatch)")
-            show(agent.deploy(charm, {"collectors-repo": remote.url, "pull-interval": "1h"}))
+            show(
+                agent.deploy(
+                    charm,
+                    {"collectors-repo": remote.url, "pull-interval": "1h", **own_metrics_port()},
+                )
+            )
             say("== juju integrate ubuntu-community-metrics influxdb")
             relation = agent.relate("influxdb", "influxdb")
             show(agent.join(relation, "influxdb/0", relation_data(influx)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from machine_harness import Container, GitRemote, Result, _prepare_rootfs, booted
 from machine_trees import BAD_INTERVAL, HANGS, RAISES, SANDBOX_PROBE, SYNTAX_ERROR, ticker
-from metrics.testing import InfluxServer
+from metrics.testing import InfluxServer, free_port
 from pack import ubuntu_root
 from unit_agent import CHARM_DIR, UnitAgent
 
@@ -74,6 +74,12 @@ def serving_remote(workdir: Path) -> Iterator[GitRemote]:
         remote.stop()
 
 
+def own_metrics_port() -> dict[str, object]:
+    """Config giving a unit's metrics endpoint a free port: the units share the host's network,
+    so two on the default port would take turns failing to listen."""
+    return {"metrics-port": free_port()}
+
+
 class CharmUnit:
     """A booted unit running the packed charm, driven as Juju and an operator drive it."""
 
@@ -112,6 +118,11 @@ class CharmUnit:
         ).stdout
         return sorted(line.split()[0] for line in out.splitlines() if line.strip())
 
+    @property
+    def metrics_url(self) -> str:
+        """The unit's metrics endpoint, as the host reaches it (the network is shared)."""
+        return f"http://127.0.0.1:{self.agent.model['config']['metrics-port']}/metrics"
+
     def journal(self, unit: str, lines: int = 40) -> str:
         return self.container.run(
             ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
@@ -147,7 +158,7 @@ def deploy_with_influxdb(
 ) -> None:
     """`juju deploy` with `config`, then `juju integrate` with the test InfluxDB, whose unit
     joins with the collectors' credentials."""
-    agent.deploy(charm, dict(config))
+    agent.deploy(charm, {**own_metrics_port(), **config})
     relation = agent.relate("influxdb", "influxdb")
     agent.join(relation, "influxdb/0", relation_data(influx))
 

@@ -22,6 +22,7 @@ from machine_deploy import (
     CharmUnit,
     RecordingProxy,
     deploy_with_influxdb,
+    own_metrics_port,
     relation_data,
     serving_remote,
 )
@@ -50,7 +51,7 @@ def remote(tmp_path: Path) -> Iterator[GitRemote]:
 
 def following(remote: GitRemote) -> dict[str, object]:
     """The config of a unit that follows `remote`'s branch of offline collectors."""
-    return {"collectors-repo": remote.url, "collector-timeout": "15s"}
+    return {"collectors-repo": remote.url, "collector-timeout": "15s", **own_metrics_port()}
 
 
 def secret_content(influx: InfluxServer, database: str) -> dict[str, str]:
