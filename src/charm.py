@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 
 import ops
 
@@ -24,6 +25,9 @@ RELATION = "influxdb"
 # Keys of the influxdb-api interface, set by each InfluxDB unit in its own data bag.
 RELATION_KEYS = ("hostname", "port", "user", "password")
 SECRET_KEYS = ("host", "port", "username", "password", "database")
+# Optional in the secret and in each InfluxDB unit's relation data: the PEM certificate(s) of
+# the private CA that signed InfluxDB's certificate; it implies https.
+CA_CERT_KEY = "ca-cert"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -270,7 +274,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             raise CredentialsProblem(
                 ops.BlockedStatus(
                     f"influxdb-secret {uri} lacks {', '.join(missing)}: update it with keys "
-                    f"{', '.join(SECRET_KEYS)} and optionally ssl ({update})"
+                    f"{', '.join(SECRET_KEYS)} and optionally ssl, {CA_CERT_KEY} ({update})"
                 )
             )
         # A field's value is never shown: a password pasted into the wrong key would be.
@@ -282,7 +286,8 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
                     f"update it with the port InfluxDB listens on ({update})"
                 )
             )
-        ssl = content.get("ssl", "false").strip().lower()
+        ca_cert = _ca_cert(content)
+        ssl = content.get("ssl", "true" if ca_cert else "false").strip().lower()
         if ssl not in ("true", "false"):
             raise CredentialsProblem(
                 ops.BlockedStatus(
@@ -290,6 +295,24 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
                     f"update it ({update})"
                 )
             )
+        if ca_cert:
+            if ssl == "false":
+                raise CredentialsProblem(
+                    ops.BlockedStatus(
+                        f"influxdb-secret {uri} has ssl false and a {CA_CERT_KEY}, which is "
+                        f"only used over https: set ssl to true (or remove it), or remove "
+                        f"{CA_CERT_KEY} ({update})"
+                    )
+                )
+            ca_problem = workload.ca_cert_problem(ca_cert)
+            if ca_problem:
+                raise CredentialsProblem(
+                    ops.BlockedStatus(
+                        f"influxdb-secret {uri} has a {CA_CERT_KEY} that {ca_problem}: update "
+                        f"it with the PEM certificate of the CA that signed InfluxDB's "
+                        f"certificate ({update})"
+                    )
+                )
         return workload.InfluxCredentials(
             host=content["host"],
             port=port,
@@ -297,6 +320,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             password=content["password"],
             database=content["database"],
             ssl=ssl == "true",
+            ca_cert=ca_cert,
         )
 
     def _credentials_from_relation(
@@ -317,12 +341,24 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
                         f"not a port number: fix the {relation.app.name} application"
                     )
                 )
+            ca_cert = _ca_cert(data)
+            ca_problem = workload.ca_cert_problem(ca_cert) if ca_cert else None
+            if ca_problem:
+                raise CredentialsProblem(
+                    ops.BlockedStatus(
+                        f"{unit.name} sent a {CA_CERT_KEY} that {ca_problem} on the influxdb "
+                        f"relation: fix the {relation.app.name} application"
+                    )
+                )
+            # The interface has no ssl key: a CA certificate is only sent for https.
             return workload.InfluxCredentials(
                 host=data["hostname"],
                 port=port,
                 username=data["user"],
                 password=data["password"],
                 database=config.influxdb_database,
+                ssl=bool(ca_cert),
+                ca_cert=ca_cert,
             )
         if not units:
             raise CredentialsProblem(
@@ -357,6 +393,13 @@ def _port(text: str) -> int | None:
     if not value.isdecimal() or not 0 < int(value) < 65536:
         return None
     return int(value)
+
+
+def _ca_cert(data: Mapping[str, str]) -> str:
+    """The optional CA certificate of a secret's content or a relation unit's data, with the
+    blank lines around it dropped ("" when absent or blank)."""
+    text = data.get(CA_CERT_KEY, "").strip()
+    return text + "\n" if text else ""
 
 
 def _short_commit(commit: str) -> str:

@@ -13,6 +13,10 @@ Collector authors and the project's own tests use these instead of mocks.
     with UpstreamServer({"/queues.json": (200, '{"noble": {}}')}) as upstream:
         url = upstream.url + "/queues.json"      # http://127.0.0.1:PORT/queues.json
         assert upstream.requests == []           # paths asked for so far, in order
+
+    ca = ThrowawayCA(tmp_path / "ca")            # a private CA made by openssl
+    with InfluxServer(https=ca.issue(tmp_path / "server")) as influx:
+        ...                                      # https://127.0.0.1:PORT, trust ca.cert_pem
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -33,7 +38,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"  # noqa: S105 - a throwaway test server on loopback
@@ -72,6 +77,12 @@ bind-address = "127.0.0.1:{rpc_port}"
   log-enabled = false
   pprof-enabled = false
   max-body-size = {max_body_size}
+{https}"""
+
+_HTTPS = """\
+  https-enabled = true
+  https-certificate = "{certificate}"
+  https-private-key = "{private_key}"
 """
 
 # Every influxd this process started, so none survives a test run that crashes.
@@ -85,6 +96,66 @@ def _kill_leftovers() -> None:
         process.wait()
 
 
+class ServerCertificate(NamedTuple):
+    """A server's certificate and key files, and the PEM text of the CA that signed it."""
+
+    certificate: Path
+    private_key: Path
+    ca_cert: str
+
+
+class ThrowawayCA:
+    """A private certificate authority made by `openssl` in `folder`, valid for two days.
+
+    `.cert_pem` is its certificate (what a client trusts); `.issue(folder, ip)` makes a server
+    key and a certificate for `ip` (subjectAltName) signed by this CA.
+    """
+
+    def __init__(self, folder: Path, name: str = "throwaway test CA") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.key = folder / "ca.key"
+        self.certificate = folder / "ca.pem"
+        _openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", self.key, "-out", self.certificate, "-days", "2", "-subj", f"/CN={name}",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+        self.cert_pem = self.certificate.read_text()
+
+    def issue(self, folder: Path, ip: str = "127.0.0.1") -> ServerCertificate:
+        folder.mkdir(parents=True, exist_ok=True)
+        key = folder / "server.key"
+        request = folder / "server.csr"
+        certificate = folder / "server.pem"
+        extensions = folder / "server.ext"
+        extensions.write_text(
+            f"subjectAltName = IP:{ip}\n"
+            "basicConstraints = critical, CA:FALSE\n"
+            "keyUsage = critical, digitalSignature\n"
+            "extendedKeyUsage = serverAuth\n"
+            "subjectKeyIdentifier = hash\n"
+            "authorityKeyIdentifier = keyid\n"
+        )
+        _openssl(
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", request, "-subj", f"/CN={ip}",
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", request, "-CA", self.certificate, "-CAkey", self.key,
+            "-CAcreateserial", "-days", "2", "-extfile", extensions, "-out", certificate,
+        )  # fmt: skip
+        return ServerCertificate(certificate, key, self.cert_pem)
+
+
+def _openssl(*args: str | Path) -> None:
+    result = subprocess.run(
+        ["openssl", *map(str, args)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
 class InfluxError(RuntimeError):
     """influxd did not start, or a query to it failed."""
 
@@ -94,10 +165,13 @@ class InfluxServer:
 
     Use it as a context manager; on exit the process is killed and the directory deleted.
 
-    - `InfluxServer(auth=False, max_body_size=25_000_000)`: with `auth=True` the HTTP API
-      requires credentials and an admin user `ADMIN_USER`/`ADMIN_PASSWORD` exists; the helper
-      methods below authenticate as that admin.
-    - `.host` ("127.0.0.1"), `.port` (HTTP), `.url` ("http://127.0.0.1:PORT"), `.data_dir`.
+    - `InfluxServer(auth=False, max_body_size=25_000_000, https=None)`: with `auth=True` the
+      HTTP API requires credentials and an admin user `ADMIN_USER`/`ADMIN_PASSWORD` exists;
+      the helper methods below authenticate as that admin. With `https` (a
+      `ServerCertificate`, see `ThrowawayCA.issue`) the API is served over TLS only, and the
+      helper methods trust the CA that signed it.
+    - `.host` ("127.0.0.1"), `.port` (HTTP), `.url` ("http://127.0.0.1:PORT", or https),
+      `.data_dir`.
     - `.start()`: start (waits until `/ping` answers, raises `InfluxError` with the tail of
       influxd's log otherwise); `.stop()`: stop; `.restart()`: stop then start again on the
       same port with the same data.
@@ -108,9 +182,18 @@ class InfluxServer:
     - `.count(measurement, database) -> int`: how many points the measurement holds.
     """
 
-    def __init__(self, *, auth: bool = False, max_body_size: int = 25_000_000) -> None:
+    def __init__(
+        self,
+        *,
+        auth: bool = False,
+        max_body_size: int = 25_000_000,
+        https: ServerCertificate | None = None,
+    ) -> None:
         self.auth = auth
         self.max_body_size = max_body_size
+        self.https = https
+        # What the helper methods verify the server with.
+        self._context = ssl.create_default_context(cadata=https.ca_cert) if https else None
         self.host = "127.0.0.1"
         self.port = free_port()
         self.rpc_port = free_port()
@@ -121,7 +204,7 @@ class InfluxServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.https else 'http'}://{self.host}:{self.port}"
 
     def __enter__(self) -> InfluxServer:
         try:
@@ -159,6 +242,13 @@ class InfluxServer:
                 rpc_port=self.rpc_port,
                 auth="true" if self.auth else "false",
                 max_body_size=self.max_body_size,
+                https=(
+                    _HTTPS.format(
+                        certificate=self.https.certificate, private_key=self.https.private_key
+                    )
+                    if self.https
+                    else ""
+                ),
             )
         )
         with self._log_path.open("ab") as log:
@@ -218,7 +308,9 @@ class InfluxServer:
                 )
             with (
                 contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response,  # noqa: S310
+                urllib.request.urlopen(  # noqa: S310 - http(s)://127.0.0.1
+                    f"{self.url}/ping", timeout=1, context=self._context
+                ) as response,
             ):
                 if response.status == 204:
                     return
@@ -233,7 +325,7 @@ class InfluxServer:
         params = {"q": q}
         if database:
             params["db"] = database
-        request = urllib.request.Request(  # noqa: S310 - always http://127.0.0.1
+        request = urllib.request.Request(  # noqa: S310 - always http(s)://127.0.0.1
             f"{self.url}/query",
             data=urllib.parse.urlencode(params).encode(),
             method="POST",
@@ -242,7 +334,9 @@ class InfluxServer:
             token = base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
             request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                request, timeout=60, context=self._context
+            ) as response:
                 body = json.load(response)
         except urllib.error.HTTPError as error:
             raise InfluxError(

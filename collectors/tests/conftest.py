@@ -1,4 +1,5 @@
-"""Fixtures: one real influxd for the module, a fresh database and state directory per test."""
+"""Fixtures: one real influxd for the module (and one serving HTTPS with a certificate of a
+throwaway CA), a fresh database and state directory per test."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from metrics.lib import helpers
 from metrics.lib.basemetric import Metric
 from metrics.lib.influx import WriteSettings
-from metrics.testing import InfluxServer
+from metrics.testing import InfluxServer, ThrowawayCA
 
 _databases = itertools.count()
 
@@ -18,6 +19,23 @@ _databases = itertools.count()
 @pytest.fixture(scope="module")
 def influx() -> Iterator[InfluxServer]:
     with InfluxServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def certificate_authority(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
+    """A private CA made by openssl; it signed `https_influx`'s certificate."""
+    return ThrowawayCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def https_influx(
+    certificate_authority: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InfluxServer]:
+    """influxd serving HTTPS only, its certificate for 127.0.0.1 signed by
+    `certificate_authority`."""
+    certificate = certificate_authority.issue(tmp_path_factory.mktemp("influxd-tls"))
+    with InfluxServer(https=certificate) as server:
         yield server
 
 

@@ -1,11 +1,11 @@
 """Everything the charm does to the machine, with no `ops` import (docs/design.md).
 
 The charm calls `ensure_packages`, `reconcile`, `sync`, `check_influxdb`, `list_collectors`,
-`run_collector` and `remove`; the pull timer and operators use the same through
-`python3 -m workload`.
+`run_collector`, `remove` and `ca_cert_problem`; the pull timer and operators use the same
+through `python3 -m workload`.
 """
 
-from .credentials import InfluxCredentials
+from .credentials import InfluxCredentials, ca_cert_problem
 from .discovery import Collector
 from .influx import check_influxdb
 from .isolation import DiscoveryError
@@ -35,6 +35,7 @@ __all__ = [
     "RunResult",
     "Settings",
     "SyncResult",
+    "ca_cert_problem",
     "check_influxdb",
     "ensure_packages",
     "extra_packages",

@@ -1,6 +1,8 @@
 """The InfluxDB credentials file: root-only JSON that the units read through `LoadCredential=`.
 
-Never logged, never in an environment variable; the password is not in `repr()` either.
+Never logged, never in an environment variable; the password is not in `repr()` either. The
+CA certificate of a private CA travels in the same file (it is not secret, but it decides whom
+the collectors trust, so only root may change it).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,8 @@ class InfluxCredentials:
     database: str
     ssl: bool = False
     verify_ssl: bool = True
+    # PEM certificates of the CA(s) that signed InfluxDB's certificate; empty: the system's.
+    ca_cert: str = field(default="", repr=False)
 
     def problem(self) -> str | None:
         """One line when a field cannot work (never showing the password), else None."""
@@ -40,6 +45,22 @@ class InfluxCredentials:
         if not self.database:
             return "InfluxDB database is empty: set influxdb-database or the secret's database"
         return None
+
+
+def ca_cert_problem(text: str) -> str | None:
+    """None when `text` is PEM certificates that OpenSSL loads as trust anchors; otherwise
+    what is wrong with it, to follow "a ca-cert that". Never quotes the text."""
+    if "PRIVATE KEY-----" in text:
+        return "holds a private key, which must stay on the InfluxDB server"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError):
+        return (
+            "is not PEM certificate text (-----BEGIN CERTIFICATE----- ... "
+            "-----END CERTIFICATE-----, one block per certificate)"
+        )
+    return None
 
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")

@@ -29,7 +29,8 @@ def check_influxdb(credentials: InfluxCredentials, *, timeout: float = TIMEOUT) 
     base = f"{scheme}://{_host(credentials.host)}:{credentials.port}"
     context = None
     if credentials.ssl:
-        context = ssl.create_default_context()
+        # With a CA certificate, only that CA is trusted, as the collectors trust only it.
+        context = ssl.create_default_context(cadata=credentials.ca_cert or None)
         if not credentials.verify_ssl:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -43,6 +44,8 @@ def check_influxdb(credentials: InfluxCredentials, *, timeout: float = TIMEOUT) 
         return not_influx.format(error.code)
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return _not_verified(where, reason, with_ca=bool(credentials.ca_cert))
         return f"{where} is unreachable ({reason}): check the host, port and that InfluxDB runs"
 
     database = credentials.database
@@ -78,6 +81,26 @@ def check_influxdb(credentials: InfluxCredentials, *, timeout: float = TIMEOUT) 
     if error_text:
         return f"{where} refused a query on database {database!r} ({error_text})"
     return None
+
+
+# OpenSSL's X509_V_ERR_* codes that another fix than the CA certificate cures.
+_CERT_HAS_EXPIRED = 10
+_HOSTNAME_MISMATCH = 62
+
+
+def _not_verified(where: str, error: ssl.SSLCertVerificationError, *, with_ca: bool) -> str:
+    """The status line of a TLS handshake whose certificate check failed, with the fix."""
+    if error.verify_code == _HOSTNAME_MISMATCH:
+        fix = "use a host name or address that InfluxDB's certificate names (subjectAltName)"
+    elif error.verify_code == _CERT_HAS_EXPIRED:
+        fix = "renew InfluxDB's certificate"
+    elif with_ca:
+        fix = (
+            "the ca-cert given is not the CA that signed InfluxDB's certificate: set the right one"
+        )
+    else:
+        fix = "set ca-cert (influxdb-secret, or the influxdb relation) to the CA that signed it"
+    return f"{where}: TLS certificate not verified ({error.verify_message}): {fix}"
 
 
 def _open(

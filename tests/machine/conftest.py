@@ -26,7 +26,7 @@ from machine_deploy import (
 )
 from machine_harness import Container, booted, signals_unwind, unavailable_reason
 from machine_trees import push_tree
-from metrics.testing import InfluxServer
+from metrics.testing import InfluxServer, ThrowawayCA
 from pack import PLATFORMS, pack
 
 HERE = Path(__file__).parent
@@ -82,6 +82,17 @@ def influx(release: str) -> Iterator[InfluxServer]:
     """Debian's influxd on loopback with authentication, and a user for the collectors; one
     per release, so the units of two releases never write into each other's series."""
     with InfluxServer(auth=True) as server:
+        prepare_influx(server)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def https_influx(release: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """Like `influx`, but serving HTTPS only, with a certificate for 127.0.0.1 signed by a
+    throwaway CA (its PEM: `.https.ca_cert`)."""
+    ca = ThrowawayCA(tmp_path_factory.mktemp(f"ca-{release}"))
+    certificate = ca.issue(tmp_path_factory.mktemp(f"influxd-tls-{release}"))
+    with InfluxServer(auth=True, https=certificate) as server:
         prepare_influx(server)
         yield server
 

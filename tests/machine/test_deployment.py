@@ -28,7 +28,7 @@ from machine_deploy import (
 )
 from machine_harness import Container, GitRemote, wait_for
 from machine_trees import fetches, push_tree, ticker
-from metrics.testing import InfluxServer
+from metrics.testing import InfluxServer, ThrowawayCA
 from pack import pack_commit, previous_charm_commit
 from unit_agent import APP, ModelProxy, UnitAgent
 
@@ -166,6 +166,58 @@ def test_credentials_from_the_relation_then_from_a_secret(
     for call in agent.calls():
         assert not any(COLLECTORS_PASSWORD in arg for arg in call["argv"]), call
     assert not any(COLLECTORS_PASSWORD in line["message"] for line in agent.model["log"])
+
+
+def test_a_private_ca_in_the_secret_verifies_influxdb_over_https(
+    container: Container,
+    charm: Path,
+    remote: GitRemote,
+    https_influx: InfluxServer,
+    release: str,
+    tmp_path: Path,
+) -> None:
+    tick = f"tick_tls_{release}"
+    push_tree(remote, {"ticker": ticker("3s", tick)}, message="one offline collector")
+    assert https_influx.https is not None
+    agent = UnitAgent(container)
+    unit = CharmUnit(container, agent)
+    content = secret_content(https_influx, DATABASE) | {"ca-cert": https_influx.https.ca_cert}
+    # juju add-secret influxdb host=... ca-cert#file=ca.pem; juju grant-secret; juju deploy.
+    uri = agent.add_secret(content)
+    agent.grant_secret(uri)
+    deployed = agent.deploy(charm, following(remote) | {"influxdb-secret": uri})
+
+    assert deployed[-1].status == ACTIVE
+    last = wait_for_new_run(https_influx, DATABASE, tick)
+
+    # A CA that did not sign InfluxDB's certificate: the status and every run say so.
+    other_ca = ThrowawayCA(tmp_path / "other-ca", "another CA").cert_pem
+    changed = agent.update_secret(uri, content | {"ca-cert": other_ca})
+    assert changed is not None
+    assert changed.status == {
+        "status": "blocked",
+        "message": f"InfluxDB at 127.0.0.1:{https_influx.port}: TLS certificate not verified "
+        "(unable to get local issuer certificate): the ca-cert given is not the CA that signed "
+        "InfluxDB's certificate: set the right one",
+    }
+    wait_for(
+        "a ticker run saying that TLS verification failed",
+        lambda: (
+            (
+                f"TLS verification of InfluxDB at {https_influx.url} failed: certificate verify "
+                "failed: unable to get local issuer certificate; the ca-cert given did not sign "
+                "InfluxDB's certificate: set the right CA"
+            )
+            in unit.journal("metrics-collector@ticker.service")
+        ),
+    )
+
+    # The right CA again: active, and the runs spooled meanwhile land.
+    restored = agent.update_secret(uri, content)
+    assert restored is not None
+    assert restored.status["status"] == "active"
+    last = wait_for_new_run(https_influx, DATABASE, tick, after=last)
+    assert runs(https_influx, DATABASE, tick) == list(range(1, last + 1))
 
 
 def test_branch_proxy_and_actions(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from metrics.testing import ThrowawayCA
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "mojo" / "scripts"
@@ -239,6 +240,37 @@ def test_optional_files_set_port_database_and_ssl(juju: FakeJuju) -> None:
     assert run.returncode == 0, run.stderr
     content = juju.state()["secrets"][FIRST_ID]["content"]
     assert (content["port"], content["database"], content["ssl"]) == ("8087", "ubuntu", "true")
+
+
+def test_a_ca_cert_file_becomes_the_secrets_ca_cert(juju: FakeJuju, tmp_path: Path) -> None:
+    pem = ThrowawayCA(tmp_path / "ca").cert_pem
+    juju.place({**CREDENTIALS, "influxdb-ca-cert": f"{pem}\n"})
+
+    run = juju.run("publish-influxdb-secret")
+
+    assert run.returncode == 0, run.stderr
+    content = juju.state()["secrets"][FIRST_ID]["content"]
+    assert content["ca-cert"] == pem
+    assert "ssl" not in content  # the charm takes a ca-cert to mean https
+
+
+@pytest.mark.parametrize("problem", ["not-pem", "private-key", "ssl-false"])
+def test_a_bad_ca_cert_file_stops_naming_it(juju: FakeJuju, tmp_path: Path, problem: str) -> None:
+    ca = ThrowawayCA(tmp_path / "ca")
+    files = {
+        "not-pem": {"influxdb-ca-cert": "-----BEGIN CERTIFICATE-----\nnot base64\n"},
+        "private-key": {"influxdb-ca-cert": ca.key.read_text() + ca.cert_pem},
+        "ssl-false": {"influxdb-ca-cert": ca.cert_pem, "influxdb-ssl": "false"},
+    }[problem]
+    juju.place({**CREDENTIALS, **files})
+
+    run = juju.run("publish-influxdb-secret")
+
+    assert run.returncode != 0
+    assert str(juju.local_dir / "influxdb-ca-cert") in run.stderr
+    assert "PRIVATE KEY" not in run.stderr
+    assert run.calls == []
+    assert list(juju.tmpdir.iterdir()) == []
 
 
 def test_an_interrupted_run_is_completed_by_the_next(juju: FakeJuju) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from metrics.testing import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+from metrics.testing import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, ThrowawayCA, free_port
 from ops import testing
 
 import charm
@@ -558,12 +558,12 @@ def test_secret_not_granted_blocks_with_the_grant_command(
         (
             {"host": "influx", "port": "8086", "password": PASSWORD},
             "lacks username, database: update it with keys host, port, username, password, "
-            "database and optionally ssl ({update})",
+            "database and optionally ssl, ca-cert ({update})",
         ),
         (
             {**SECRET_CONTENT, "password": ""},
             "lacks password: update it with keys host, port, username, password, "
-            "database and optionally ssl ({update})",
+            "database and optionally ssl, ca-cert ({update})",
         ),
         (
             # A password pasted into the wrong key is never shown back.
@@ -589,6 +589,129 @@ def test_bad_secret_content_blocks_saying_what_to_update(
     assert out.unit_status == testing.BlockedStatus(
         f"influxdb-secret {secret.id} "
         + message.format(update=f"juju update-secret {secret.id} --file <credentials.yaml>")
+    )
+
+
+# A private CA's certificate (ca-cert) in the secret or the relation
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
+    return ThrowawayCA(tmp_path_factory.mktemp("ca"))
+
+
+def test_a_ca_cert_in_the_secret_reaches_the_credentials_and_implies_https(
+    ctx: testing.Context[Any], fake: FakeWorkload, ca: ThrowawayCA
+) -> None:
+    content = {key: value for key, value in SECRET_CONTENT.items() if key != "ssl"}
+    # As `juju add-secret ... ca-cert#file=ca.pem` stores it; blank lines around are dropped.
+    secret = testing.Secret(tracked_content={**content, "ca-cert": f"\n{ca.cert_pem}\n\n"})
+
+    out = run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert fake.credentials.ssl is True
+    assert fake.credentials.ca_cert == ca.cert_pem
+    assert fake.credentials.verify_ssl is True
+    assert out.unit_status == testing.ActiveStatus("3 collectors scheduled")
+    # The repr shown in logs and tracebacks carries neither the password nor the long PEM.
+    assert PASSWORD not in repr(fake.credentials)
+    assert "BEGIN CERTIFICATE" not in repr(fake.credentials)
+
+
+def test_a_ca_cert_in_the_relation_reaches_the_credentials_and_implies_https(
+    ctx: testing.Context[Any], fake: FakeWorkload, ca: ThrowawayCA
+) -> None:
+    relation = influxdb_relation(u0={**RELATION_DATA, "ca-cert": ca.cert_pem})
+
+    run(ctx, ctx.on.relation_changed(relation), testing.State(relations={relation}))
+
+    assert fake.credentials.ssl is True
+    assert fake.credentials.ca_cert == ca.cert_pem
+
+
+def test_without_a_ca_cert_the_relation_means_plain_http(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0=RELATION_DATA)
+
+    run(ctx, ctx.on.relation_changed(relation), testing.State(relations={relation}))
+
+    assert (fake.credentials.ssl, fake.credentials.ca_cert) == (False, "")
+
+
+NOT_PEM = (
+    "is not PEM certificate text (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----, "
+    "one block per certificate)"
+)
+
+
+@pytest.mark.parametrize(
+    ("ca_cert", "ssl", "message"),
+    [
+        (
+            "hunter2-garbage",
+            "true",
+            f"has a ca-cert that {NOT_PEM}: update it with the PEM certificate of the CA that "
+            "signed InfluxDB's certificate ({update})",
+        ),
+        (
+            "{truncated}",
+            None,
+            f"has a ca-cert that {NOT_PEM}: update it with the PEM certificate of the CA that "
+            "signed InfluxDB's certificate ({update})",
+        ),
+        (
+            "{key}{pem}",
+            None,
+            "has a ca-cert that holds a private key, which must stay on the InfluxDB server: "
+            "update it with the PEM certificate of the CA that signed InfluxDB's certificate "
+            "({update})",
+        ),
+        (
+            "{pem}",
+            "false",
+            "has ssl false and a ca-cert, which is only used over https: set ssl to true (or "
+            "remove it), or remove ca-cert ({update})",
+        ),
+    ],
+    ids=["garbage", "truncated", "private-key", "ssl-false"],
+)
+def test_a_bad_ca_cert_in_the_secret_blocks_saying_what_to_update(
+    ctx: testing.Context[Any],
+    fake: FakeWorkload,
+    ca: ThrowawayCA,
+    ca_cert: str,
+    ssl: str | None,
+    message: str,
+) -> None:
+    pem = ca.cert_pem
+    text = ca_cert.format(pem=pem, truncated=pem[:120] + pem[-30:], key=ca.key.read_text())
+    content = {key: value for key, value in SECRET_CONTENT.items() if key != "ssl"}
+    secret = testing.Secret(
+        tracked_content={**content, "ca-cert": text, **({"ssl": ssl} if ssl else {})}
+    )
+
+    out = run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(
+        f"influxdb-secret {secret.id} "
+        + message.format(update=f"juju update-secret {secret.id} --file <credentials.yaml>")
+    )
+    assert "hunter2" not in out.unit_status.message
+
+
+def test_a_bad_ca_cert_on_the_relation_blocks_naming_the_unit(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = influxdb_relation(u0={**RELATION_DATA, "ca-cert": "not a certificate"})
+
+    out = run(ctx, ctx.on.relation_changed(relation), testing.State(relations={relation}))
+
+    assert fake.credentials is None
+    assert out.unit_status == testing.BlockedStatus(
+        f"influxdb/0 sent a ca-cert that {NOT_PEM} on the influxdb relation: fix the influxdb "
+        "application"
     )
 
 
@@ -1189,3 +1312,55 @@ def test_a_bad_extra_package_name_blocks_naming_the_option(
         "config extra-packages: not a Debian package name: 'rsync;', '-rf', '/' (lowercase"
         " letters, digits, + - and .): fix the list"
     )
+
+
+@pytest.fixture(scope="module")
+def https_influxd(
+    ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InfluxServer]:
+    """influxd serving HTTPS only, with a certificate for 127.0.0.1 that `ca` signed."""
+    with InfluxServer(auth=True, https=ca.issue(tmp_path_factory.mktemp("tls"))) as server:
+        server.create_database("metrics")
+        server.create_user("collector", PASSWORD)
+        server.grant("collector", "metrics", "ALL")
+        yield server
+
+
+def test_real_unit_trusts_the_secrets_ca_cert_and_says_when_it_did_not_sign_influxdb(
+    unit: RealUnit,
+    https_influxd: InfluxServer,
+    ca: ThrowawayCA,
+    real_ctx: testing.Context[Any],
+    tmp_path: Path,
+) -> None:
+    content = {
+        "host": https_influxd.host,
+        "port": str(https_influxd.port),
+        "username": "collector",
+        "password": PASSWORD,
+        "database": "metrics",
+        "ca-cert": ca.cert_pem,
+    }
+    secret = testing.Secret(tracked_content=content)
+
+    out = run(real_ctx, real_ctx.on.install(), secret_state(secret))
+
+    assert out.unit_status == testing.ActiveStatus(
+        "1 collector scheduled; skipped: broken (see list-collectors)"
+    )
+    written = json.loads(unit.credentials_file.read_text())
+    assert (written["ssl"], written["verify_ssl"], written["ca_cert"]) == (True, True, ca.cert_pem)
+    assert stat.S_IMODE(unit.credentials_file.stat().st_mode) == 0o600
+
+    other = ThrowawayCA(tmp_path / "other", "another CA").cert_pem
+    secret = testing.Secret(tracked_content={**content, "ca-cert": other})
+
+    out = run(real_ctx, real_ctx.on.update_status(), secret_state(secret))
+
+    assert out.unit_status == testing.BlockedStatus(
+        f"InfluxDB at 127.0.0.1:{https_influxd.port}: TLS certificate not verified (unable to "
+        "get local issuer certificate): the ca-cert given is not the CA that signed InfluxDB's "
+        "certificate: set the right one"
+    )
+    # The collectors get the CA they were given, and say the same in their runs.
+    assert json.loads(unit.credentials_file.read_text())["ca_cert"] == other

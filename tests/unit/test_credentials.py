@@ -1,5 +1,6 @@
 """The InfluxDB credentials file: root-only from the first byte, rewritten only on change."""
 
+import dataclasses
 import json
 import os
 import stat
@@ -32,11 +33,24 @@ def test_credentials_are_written_as_json_readable_by_root_only(tmp_path: Path) -
         "database": "metrics",
         "ssl": False,
         "verify_ssl": True,
+        "ca_cert": "",
     }
     info = path.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert info.st_uid == os.getuid()
     assert read_credentials(path) == CREDENTIALS
+
+
+def test_a_ca_certificate_travels_in_the_same_root_only_file(tmp_path: Path) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    credentials = dataclasses.replace(CREDENTIALS, ssl=True, ca_cert=pem)
+    path = tmp_path / "influxdb.json"
+
+    write_credentials(path, credentials)
+
+    assert json.loads(path.read_text())["ca_cert"] == pem
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_credentials(path) == credentials
 
 
 def test_the_file_is_never_readable_by_others_even_before_it_is_renamed_in_place(

@@ -1,9 +1,11 @@
 """check_influxdb against a real influxd with authentication: which part is wrong, in one line."""
 
+import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from metrics.testing import InfluxServer, UpstreamServer, free_port
+from metrics.testing import InfluxServer, ThrowawayCA, UpstreamServer, free_port
 
 from workload import check_influxdb
 from workload.credentials import InfluxCredentials
@@ -105,3 +107,69 @@ def test_a_stopped_server_is_unreachable(influx: InfluxServer) -> None:
     assert problem is not None
     assert "is unreachable" in problem
     assert check_influxdb(credentials(influx)) is None
+
+
+# InfluxDB serving HTTPS with a certificate of a private CA
+
+
+@pytest.fixture(scope="module")
+def certificate_authority(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
+    return ThrowawayCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def https_influx(
+    certificate_authority: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InfluxServer]:
+    certificate = certificate_authority.issue(tmp_path_factory.mktemp("influxd-tls"))
+    with InfluxServer(auth=True, https=certificate) as server:
+        server.create_database("metrics")
+        server.create_user("writer", PASSWORD)
+        server.grant("writer", "metrics", "ALL")
+        yield server
+
+
+def test_https_with_the_ca_that_signed_influxdbs_certificate_gives_no_problem(
+    https_influx: InfluxServer, certificate_authority: ThrowawayCA
+) -> None:
+    tls = credentials(https_influx, ssl=True, ca_cert=certificate_authority.cert_pem)
+
+    assert check_influxdb(tls) is None
+    # The credentials are checked over TLS too.
+    assert "rejected user 'writer'" in str(check_influxdb(dataclasses.replace(tls, password="x")))
+
+
+@pytest.mark.parametrize("trust", ["no-ca-cert", "another-ca"])
+def test_a_certificate_the_ca_cert_did_not_sign_is_named_with_the_fix(
+    https_influx: InfluxServer, tmp_path: Path, trust: str
+) -> None:
+    ca_cert = ThrowawayCA(tmp_path, "another CA").cert_pem if trust == "another-ca" else ""
+
+    problem = check_influxdb(credentials(https_influx, ssl=True, ca_cert=ca_cert), timeout=2)
+
+    fix = (
+        "the ca-cert given is not the CA that signed InfluxDB's certificate: set the right one"
+        if ca_cert
+        else "set ca-cert (influxdb-secret, or the influxdb relation) to the CA that signed it"
+    )
+    assert problem == (
+        f"InfluxDB at 127.0.0.1:{https_influx.port}: TLS certificate not verified (unable to "
+        f"get local issuer certificate): {fix}"
+    )
+
+
+def test_a_host_name_the_certificate_does_not_hold_is_named_with_the_fix(
+    https_influx: InfluxServer, certificate_authority: ThrowawayCA
+) -> None:
+    problem = check_influxdb(
+        credentials(
+            https_influx, host="localhost", ssl=True, ca_cert=certificate_authority.cert_pem
+        ),
+        timeout=2,
+    )
+
+    assert problem == (
+        f"InfluxDB at localhost:{https_influx.port}: TLS certificate not verified (Hostname "
+        "mismatch, certificate is not valid for 'localhost'.): use a host name or address "
+        "that InfluxDB's certificate names (subjectAltName)"
+    )

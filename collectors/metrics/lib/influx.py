@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -10,9 +11,12 @@ import os
 import queue
 import random
 import re
+import ssl
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,9 @@ class Credentials:
     database: str
     ssl: bool = False
     verify_ssl: bool = True
+    # PEM certificates of the private CA that signed InfluxDB's certificate: with it, only
+    # that CA is trusted; empty, the CAs requests trusts.
+    ca_cert: str = field(default="", repr=False)
 
 
 def load_credentials(environ: dict[str, str] | None = None) -> Credentials:
@@ -52,6 +59,7 @@ def load_credentials(environ: dict[str, str] | None = None) -> Credentials:
                 database=str(data["database"]),
                 ssl=_flag(data.get("ssl", False)),
                 verify_ssl=_flag(data.get("verify_ssl", True)),
+                ca_cert=_text(data.get("ca_cert", "")),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise CollectorError(
@@ -79,6 +87,12 @@ def load_credentials(environ: dict[str, str] | None = None) -> Credentials:
         password=environ.get("INFLUXDB_PASSWORD", ""),
         database=environ["INFLUXDB_DATABASE"],
     )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"ca_cert is {type(value).__name__}, not a string")
+    return value
 
 
 def _flag(value: Any) -> bool:
@@ -169,6 +183,13 @@ class InfluxWriter:
         digest = hashlib.sha256(f"{credentials.host}/{self.database}".encode()).hexdigest()
         spool.destination = digest[:12]
         self._credentials = credentials
+        # What requests verifies InfluxDB's certificate with. requests takes no certificate
+        # text, so a CA certificate goes to a file private to this process (0600, in the
+        # run's PrivateTmp under systemd), deleted with the writer or at exit.
+        self._verify: bool | str = credentials.verify_ssl
+        if credentials.ca_cert and credentials.verify_ssl:
+            self._verify = _ca_file(credentials.ca_cert)
+            weakref.finalize(self, _remove, self._verify)
         self._sessions = [self._new_session()]  # the first also replays the spool
         # Points without a time get the run's, so that a replayed batch overwrites its twin.
         self.run_time = time.time_ns()
@@ -187,7 +208,6 @@ class InfluxWriter:
         """The requests session InfluxDBClient would use, driven directly: a keep-alive
         connection, and the timeouts, retries and stop decided here. One per thread."""
         session = requests.Session()
-        session.verify = self._credentials.verify_ssl
         if self._credentials.username:
             session.auth = (self._credentials.username, self._credentials.password)
         session.headers["Content-Type"] = "application/octet-stream"
@@ -383,12 +403,21 @@ class InfluxWriter:
                     params={"db": self.database},
                     data=body,
                     timeout=timeout,
+                    # Per request, not session.verify: requests lets REQUESTS_CA_BUNDLE or
+                    # CURL_CA_BUNDLE override a session's verify, never a request's.
+                    verify=self._verify,
                 )
             except (
                 requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as error:
+                not_verified = _not_verified(error, with_ca=bool(self._credentials.ca_cert))
+                if not_verified:  # the same certificate fails again: no retries
+                    self._give_up(
+                        f"TLS verification of InfluxDB at {self.url} failed: {not_verified}; "
+                        "points are spooled and replayed once it succeeds"
+                    )
                 problem = f"{type(error).__name__}: {error}"
             except requests.RequestException as error:
                 # A redirect loop, a URL requests cannot use: retrying would not help, and the
@@ -438,6 +467,55 @@ class InfluxWriter:
 _SWITCH_INTERVAL = 0.0005  # seconds; see write()
 _FIELD_CONFLICT = re.compile(r'input field "(?P<field>[^"]+)" on measurement "(?P<m>[^"]+)"')
 _UNPARSABLE = re.compile(r"unable to parse '(?P<line>[^']*)'")
+
+
+# OpenSSL's X509_V_ERR_* codes that another fix than the CA certificate cures.
+_CERT_HAS_EXPIRED = 10
+_HOSTNAME_MISMATCH = 62
+
+
+def _not_verified(error: BaseException, *, with_ca: bool) -> str | None:
+    """Why InfluxDB's certificate was not trusted, and the fix, when that is what `error`
+    (requests' wrapping of urllib3's wrapping of ssl's) comes from; else None."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        cause = pending.pop()
+        if not isinstance(cause, BaseException) or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            if cause.verify_code == _HOSTNAME_MISMATCH:
+                fix = "use a host name or address that InfluxDB's certificate names"
+            elif cause.verify_code == _CERT_HAS_EXPIRED:
+                fix = "renew InfluxDB's certificate"
+            elif with_ca:
+                fix = "the ca-cert given did not sign InfluxDB's certificate: set the right CA"
+            else:
+                fix = (
+                    "set ca-cert in influxdb-secret (or the relation) to the CA that signed "
+                    "InfluxDB's certificate"
+                )
+            return f"certificate verify failed: {cause.verify_message}; {fix}"
+        pending += [
+            *cause.args,
+            getattr(cause, "reason", None),
+            cause.__cause__,
+            cause.__context__,
+        ]
+    return None
+
+
+def _ca_file(ca_cert: str) -> str:
+    descriptor, path = tempfile.mkstemp(prefix="influxdb-ca-", suffix=".pem")
+    with os.fdopen(descriptor, "w") as file:
+        file.write(ca_cert)
+    return path
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _body(lines: list[str]) -> bytes:
