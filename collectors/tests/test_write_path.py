@@ -616,3 +616,86 @@ def test_points_spooled_for_one_database_are_not_replayed_into_another(
 
     assert influx.count("numbers", database) == 5
     assert spool_files(tmp_path) == []
+
+
+def test_points_waiting_over_a_week_for_another_database_are_dropped_and_counted(
+    influx: InfluxServer, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Metric, "write_settings", WriteSettings(attempts=1))
+    monkeypatch.setenv("INFLUXDB_PORT", str(free_port()))
+    with pytest.raises(CollectorError):
+        Numbers(5).run()
+    week_ago = time.time_ns() - 8 * 86400 * 10**9
+    for batch in spool_files(tmp_path):  # made eight days ago, as far as the spool can tell
+        batch.rename(batch.with_name(f"{week_ago:020d}{batch.name[20:]}"))
+        week_ago += 1
+    other = f"{database}_elsewhere"
+    influx.create_database(other)
+    monkeypatch.setenv("INFLUXDB_PORT", str(influx.port))
+    monkeypatch.setenv("INFLUXDB_DATABASE", other)
+
+    with pytest.raises(CollectorError, match="more than 7 days"):
+        Numbers(1, offset=100).run()
+
+    assert spool_files(tmp_path) == []
+    (run,) = health(influx, other)
+    assert (run["points_written"], run["points_dropped"]) == (1, 6)
+    assert influx.count("numbers", database) == 0
+
+
+class Trickler:
+    """A server that takes a request, then answers one byte every half second, for ever: each
+    read succeeds within any per-read timeout."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closing = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closing.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            answer = b"HTTP/1.1 204 No Content\r\nX-Padding: " + b"x" * 10_000
+            for byte in answer:
+                if self.closing.wait(0.5):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.closing.set()
+        self.listener.close()
+
+
+def test_a_server_trickling_its_answer_cannot_hold_a_run_past_its_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    budget = 3.0
+    monkeypatch.setattr(
+        Metric, "write_settings", WriteSettings(timeout=2.0, retry_budget=budget, backoff=0.01)
+    )
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    trickler = Trickler()
+    write_to(monkeypatch, "127.0.0.1", trickler.port)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CollectorError, match="did not finish answering within the 3 s"):
+            Numbers(20).run()
+    finally:
+        trickler.close()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < budget + 2, f"the run took {elapsed:.1f} s"
+    # Nothing lost: the points and the run's health point wait in the spool.
+    assert sum(points_in(batch) for batch in spool_files(tmp_path)) == 21

@@ -155,6 +155,16 @@ class _Unreachable(Exception):
     """InfluxDB could not take a batch now; it goes to the spool."""
 
 
+# How long a spooled batch waits for the InfluxDB and database it was going to, once the
+# credentials point elsewhere: long enough for an operator to move them back, bounded so that
+# points for a database that is gone do not fill the spool for ever.
+KEEP_ELSEWHERE = 7 * 86400  # seconds
+
+
+class _Late(Exception):
+    """A request was still unanswered when its batch's retry budget ran out."""
+
+
 class _Rejected(Exception):
     """InfluxDB refused a batch for its content (HTTP 400); spooling it would not help."""
 
@@ -243,6 +253,16 @@ class InfluxWriter:
             if self._down or self.stopping:
                 return
             if batch.destination not in ("", self.spool.destination):
+                if time.time() - batch.made > KEEP_ELSEWHERE:
+                    message = (
+                        f"dropped {batch.points} spooled points that were going to another"
+                        f" InfluxDB or database for more than {KEEP_ELSEWHERE // 86400} days"
+                    )
+                    self.log.error("%s", message)
+                    self.result.dropped += batch.points
+                    self.result.errors.append(message)
+                    batch.delete()
+                    continue
                 elsewhere += batch.points  # another InfluxDB or database: not replayed here
                 continue
             try:
@@ -398,14 +418,12 @@ class InfluxWriter:
                 raise _Unreachable("stopped")
             timeout = max(0.1, min(settings.timeout, give_up_at - time.monotonic()))
             try:
-                response = session.post(
-                    f"{self.url}/write",
-                    params={"db": self.database},
-                    data=body,
-                    timeout=timeout,
-                    # Per request, not session.verify: requests lets REQUESTS_CA_BUNDLE or
-                    # CURL_CA_BUNDLE override a session's verify, never a request's.
-                    verify=self._verify,
+                response = self._post_by(give_up_at, session, body, timeout)
+            except _Late:
+                self._give_up(
+                    f"InfluxDB at {self.url} did not finish answering within the"
+                    f" {settings.retry_budget:g} s a batch may take (it answers too slowly);"
+                    " points are spooled and replayed by the next run"
                 )
             except (
                 requests.ConnectionError,
@@ -453,6 +471,42 @@ class InfluxWriter:
             self.log.warning("write failed (%s); retrying in %.1f s", problem, delay)
             if self._stopping.wait(delay):
                 raise _Unreachable("stopped")
+
+    def _post_by(
+        self, deadline: float, session: requests.Session, body: bytes, timeout: float
+    ) -> requests.Response:
+        """One POST, abandoned at `deadline`: requests' timeout bounds each read, so a server
+        that trickles its answer a byte at a time would hold the run for ever. An abandoned
+        request keeps its session, which is why the caller gives up the run's writes then."""
+        outcome: list[requests.Response | BaseException] = []
+
+        def post() -> None:
+            try:
+                outcome.append(
+                    session.post(
+                        f"{self.url}/write",
+                        params={"db": self.database},
+                        data=body,
+                        timeout=timeout,
+                        # Per request, not session.verify: requests lets REQUESTS_CA_BUNDLE or
+                        # CURL_CA_BUNDLE override a session's verify, never a request's.
+                        verify=self._verify,
+                    )
+                )
+            except BaseException as error:  # re-raised in the calling thread
+                outcome.append(error)
+
+        request = threading.Thread(target=post, name="influx-request", daemon=True)
+        request.start()
+        while not outcome and time.monotonic() < deadline and not self.stopping:
+            request.join(min(0.5, max(0.0, deadline - time.monotonic())))
+        if not outcome:
+            if self.stopping:
+                raise _Unreachable("stopped")
+            raise _Late
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def _give_up(self, message: str) -> NoReturn:
         with self._lock:  # two senders may give up at once: report it once

@@ -32,6 +32,11 @@ class SpooledBatch:
     points: int
     destination: str = ""  # "" for batches spooled before destinations were recorded
 
+    @property
+    def made(self) -> float:
+        """When the batch was made, in seconds since the epoch (from its name)."""
+        return int(self.path.name[:20]) / 1e9
+
     def read(self) -> bytes:
         return self.path.read_bytes()
 
