@@ -22,6 +22,7 @@ from workload.systemd import SystemctlError
 logger = logging.getLogger(__name__)
 
 RELATION = "influxdb"
+PEERS = "cluster"
 # Keys of the influxdb-api interface, set by each InfluxDB unit in its own data bag.
 RELATION_KEYS = ("hostname", "port", "user", "password")
 SECRET_KEYS = ("host", "port", "username", "password", "database")
@@ -80,6 +81,8 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.on[RELATION].relation_changed,
             self.on[RELATION].relation_departed,
             self.on[RELATION].relation_broken,
+            self.on[PEERS].relation_joined,
+            self.on[PEERS].relation_departed,
         ):
             observe(event, self._on_reconcile_event)
         observe(self.on.remove, self._on_remove)
@@ -116,11 +119,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         except workload.DiscoveryError as error:
             event.fail(str(error))
             return
-        rows = [("NAME", "INTERVAL", "LAST-RESULT", "LAST-RUN", "NEXT-RUN", "PROBLEM")]
+        rows = [("NAME", "INTERVAL", "OWNER", "LAST-RESULT", "LAST-RUN", "NEXT-RUN", "PROBLEM")]
         rows += [
             (
                 _printable(c.name),
                 c.interval,
+                _show(c.owner),
                 _show(c.last_result),
                 _show(c.last_run),
                 _show(c.next_run),
@@ -198,7 +202,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         except CredentialsProblem as problem:
             credentials = None
             statuses.append(problem.status)
-        settings = self._settings(config)
+        settings = self._settings(config, departing=departing)
         report = workload.reconcile(settings, credentials)
         self.unit.set_ports(
             *([config.metrics_port] if settings.metrics_beyond_this_machine else [])
@@ -214,7 +218,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         statuses.append(ops.ActiveStatus(_active_message(report, dry_run=config.dry_run)))
         self._statuses = statuses
 
-    def _settings(self, config: CharmConfig) -> workload.Settings:
+    def _settings(
+        self, config: CharmConfig, *, departing: ops.Unit | None = None
+    ) -> workload.Settings:
         proxy = workload.Proxy(
             http=config.http_proxy or os.environ.get("JUJU_CHARM_HTTP_PROXY", ""),
             https=config.https_proxy or os.environ.get("JUJU_CHARM_HTTPS_PROXY", ""),
@@ -232,7 +238,18 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             bundled_tree=self.charm_dir / "collectors",
             metrics_address=config.metrics_address,
             metrics_port=config.metrics_port,
+            unit=self.unit.name,
+            peers=self._peers(departing),
+            leaving=departing == self.unit,
         )
+
+    def _peers(self, departing: ops.Unit | None) -> tuple[str, ...]:
+        """The application's other units, which share the collectors with this one. Every unit
+        computes the owners itself from this list (workload.ownership): no leader is needed."""
+        relation = self.model.get_relation(PEERS)
+        if relation is None:
+            return ()
+        return tuple(sorted(unit.name for unit in relation.units if unit != departing))
 
     def _influx_credentials(
         self, config: CharmConfig, *, departing: ops.Unit | None = None
@@ -415,7 +432,10 @@ def _show(value: object) -> str:
 
 def _active_message(report: workload.Report, *, dry_run: bool) -> str:
     count = len(report.scheduled)
-    parts = [f"{count} collector{'' if count == 1 else 's'} scheduled"]
+    if report.of_application is None:
+        parts = [f"{count} collector{'' if count == 1 else 's'} scheduled"]
+    else:
+        parts = [f"{count} of {report.of_application} collectors on this unit"]
     if dry_run:
         parts.append("dry-run: nothing written")
     if report.skipped:

@@ -1,4 +1,5 @@
-"""`python3 -m metrics list [--json]` and `python3 -m metrics run NAME [--dry-run] [--verbose]`.
+"""`python3 -m metrics list [--json]`, `python3 -m metrics run NAME [--dry-run] [--verbose]` and
+`python3 -m metrics replay NAME` (write a collector's spooled points without running it).
 
 Run from the collectors tree (the folder holding `metrics/`). `list` discovers collectors
 statically (it never imports them), exactly as the charm does.
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from metrics.lib.discovery import discover_collectors
+from metrics.lib.errors import CollectorError
 
 TREE = Path(__file__).resolve().parent.parent
 
@@ -63,9 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     running.add_argument("name")
     running.add_argument("-n", "--dry-run", action="store_true", help="print, do not write")
     running.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    replay = commands.add_parser(
+        "replay", help="write a collector's spooled points without running it"
+    )
+    replay.add_argument("name")
     args = parser.parse_args(argv)
     if args.command == "list":
         return list_collectors(args.json)
+    if args.command == "replay":
+        from metrics.lib.basemetric import replay_spool
+
+        try:
+            return replay_spool(args.name)
+        except CollectorError as error:
+            print(f"cannot replay {args.name}'s spool: {error}", file=sys.stderr)
+            return 1
     return run_collector(args.name, args.dry_run, args.verbose)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from .discovery import discover_collectors
 from .paths import Paths
 from .service import list_collectors, run_collector, sync
+from .settings import Settings
 from .systemd import SystemctlError
 from .units import UnitOptions, render_units, write_units
 
@@ -36,6 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--collector-timeout", default="10m")
     render.add_argument("--pull-interval", default="1h")
     render.add_argument("--dry-run", action="store_true", help="render collectors in dry-run")
+    render.add_argument(
+        "--unit",
+        default="",
+        help="only the timers this unit owns (e.g. ubuntu-community-metrics/0)",
+    )
+    render.add_argument(
+        "--peers", default="", help="the application's other units, comma-separated (with --unit)"
+    )
 
     commands.add_parser("sync", help="pull the collectors branch and apply the units")
     status = commands.add_parser("status", help="show the collectors and the last pull")
@@ -78,6 +87,13 @@ def _render(args: argparse.Namespace) -> int:
     for collector in collectors:
         if collector.problem:
             print(f"skipped {collector.name}: {collector.problem}", file=sys.stderr)
+    peers = tuple(peer.strip() for peer in args.peers.split(",") if peer.strip())
+    if peers and not args.unit:
+        print("--peers needs --unit: the unit whose timers to render", file=sys.stderr)
+        return 2
+    if args.unit:
+        mine = set(Settings(unit=args.unit, peers=peers).owned([c.name for c in collectors]))
+        collectors = [c for c in collectors if c.problem is not None or c.name in mine]
     options = UnitOptions(
         collector_timeout=args.collector_timeout,
         pull_interval=args.pull_interval,

@@ -55,6 +55,7 @@ class CollectorHealth:
 
 @dataclass(frozen=True)
 class UnitHealth:
+    unit: str
     commit: str | None
     source: str
     collectors: list[CollectorHealth]
@@ -79,6 +80,7 @@ def read_unit_health(paths: Paths) -> UnitHealth:
         for name in _names(record.get("scheduled"))
     ]
     return UnitHealth(
+        unit=str(record.get("unit") or ""),
         commit=record.get("commit") if isinstance(record.get("commit"), str) else None,
         source=str(record.get("source_name") or "bundled"),
         collectors=collectors,
@@ -189,6 +191,12 @@ class HealthCollector(Collector):
         if unit.commit:
             info.add_metric([unit.commit, unit.source], {})
         yield info
+        unit_info = InfoMetricFamily(
+            f"{PREFIX}unit", "The Juju unit this endpoint is on.", labels=["unit"]
+        )
+        if unit.unit:
+            unit_info.add_metric([unit.unit], {})
+        yield unit_info
         unit_values = [
             (
                 "last_pull_timestamp_seconds",

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import systemd
+from . import ownership, systemd
 from .account import Account
 from .checkout import (
     Checkout,
@@ -42,6 +43,7 @@ from .units import UnitOptions, render_units
 from .venv import VenvError, current_venv, ensure_venv, wanted_venv
 
 ROOT = Path("/")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Report:
     skipped: list[Collector] = field(default_factory=list)
     failing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # With peers: how many collectors the application schedules over all its units.
+    of_application: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class CollectorStatus:
     last_result: str | None
     last_run: str | None
     next_run: str | None
+    owner: str | None = None  # the unit that runs it; None: not schedulable, or not known
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,22 @@ def remove(*, root: Path = ROOT, systemctl: systemd.Systemctl | None = None) -> 
     """
     paths = Paths(root)
     with _locked(paths):  # a pull in progress finishes first, then loses its timer
+        scheduled = _read_record(paths).get("scheduled", [])
+        if paths.credentials.exists() and scheduled:
+            # Write what the spools hold while the credentials are still there: on a unit
+            # leaving an application of several, its collectors run elsewhere from now on.
+            try:
+                unwritten = systemd.replay_spools(
+                    scheduled, wait=True, systemctl=_systemctl(systemctl)
+                )
+            except systemd.SystemctlError:
+                unwritten = scheduled
+            if unwritten:
+                logger.warning(
+                    "points stay spooled in %s for %s: InfluxDB did not take them",
+                    paths.collector_states,
+                    ", ".join(unwritten),
+                )
         systemd.apply_units({}, paths.unit_dir, systemctl=_systemctl(systemctl))
         for path in (paths.credentials, paths.settings):
             path.unlink(missing_ok=True)
@@ -190,6 +211,8 @@ def list_collectors(
     if checkout is None:
         return []
     collectors = discover_checkout(checkout.folder, checkout.tree)
+    record = _read_record(Paths(root))
+    owners = record.get("owners") or {}
     runnable = [c.name for c in collectors if c.problem is None]
     states = systemd.collector_states(runnable, systemctl=_systemctl(systemctl))
     statuses = []
@@ -203,6 +226,8 @@ def list_collectors(
                 last_result=state.last_result if state else None,
                 last_run=_when(state.last_run) if state else None,
                 next_run=_when(state.next_run) if state else None,
+                owner=owners.get(collector.name)
+                or (record.get("unit") or None if collector.problem is None else None),
             )
         )
     return statuses
@@ -270,17 +295,27 @@ def _converge(
                 "collectors branch (see collectors/README.md)"
             )
     collectors = collectors or []
-    scheduled = [c.name for c in collectors if c.problem is None]
+    schedulable = [c.name for c in collectors if c.problem is None]
+    scheduled = settings.owned(schedulable)
     skipped = [c for c in collectors if c.problem is not None]
+    here = set(scheduled)
+    moved_away = sorted((old_scheduled - here) & set(schedulable))
 
     _make_collector_states(paths)
     try:
-        units = render_units(collectors, _unit_options(paths, settings))
+        units = render_units(
+            [c for c in collectors if c.problem is not None or c.name in here],
+            _unit_options(paths, settings),
+        )
         systemd.apply_units(units, paths.unit_dir, systemctl=_systemctl(systemctl))
     except ValueError as error:
         problems.append(f"units not updated: {error}")
     except systemd.SystemctlError as error:
         problems.append(f"units written but not all applied: {error}: see journalctl -xe")
+    try:  # their points go with them: the new owner does not read this unit's spool
+        systemd.replay_spools(moved_away, wait=False, systemctl=_systemctl(systemctl))
+    except systemd.SystemctlError as error:
+        problems.append(f"cannot replay the spools of {', '.join(moved_away)}: {error}")
 
     new_commit = _live_commit(paths)
     record.update(commit=new_commit, scheduled=scheduled, problems=problems)
@@ -294,6 +329,10 @@ def _converge(
         },
         scheduled_since={name: since.get(name, int(time.time())) for name in scheduled},
         skipped=[collector.name for collector in skipped],
+        owners=ownership.owners(schedulable, [settings.unit, *settings.peers])
+        if settings.unit
+        else {},
+        unit=settings.unit,
         source_name=display_url(settings.repo) if settings.repo else "bundled",
         pull_interval=_seconds(settings.pull_interval) if settings.repo else None,
     )
@@ -309,7 +348,14 @@ def _converge(
         problems.append(f"cannot read the collectors' state from systemd: {error}")
     failing = [name for name in scheduled if name in states and states[name].failed]
     return _Outcome(
-        report=Report(new_commit, scheduled, skipped, failing, problems),
+        report=Report(
+            new_commit,
+            scheduled,
+            skipped,
+            failing,
+            problems,
+            of_application=len(schedulable) if settings.peers else None,
+        ),
         sync=SyncResult(
             old_commit,
             new_commit,
@@ -387,6 +433,7 @@ def _unit_options(paths: Paths, settings: Settings) -> UnitOptions:
         metrics_address=settings.metrics_address,
         metrics_port=settings.metrics_port,
         paths=paths,
+        unit=settings.unit,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import ownership
 from .files import write_if_changed
 from .timespan import parse_timespan
 
@@ -63,6 +64,13 @@ class Settings:
     bundled_tree: Path = BUNDLED_TREE
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 9581
+    # This unit and the application's other units (the cluster peer relation): each unit
+    # schedules only the collectors it owns (workload.ownership). No unit: every collector.
+    unit: str = ""
+    peers: tuple[str, ...] = ()
+    # This unit is being removed (the cluster relation departs from it): it runs nothing, so
+    # that it does not take over the collectors of the peers it sees depart meanwhile.
+    leaving: bool = False
 
     @property
     def metrics_beyond_this_machine(self) -> bool:
@@ -71,6 +79,14 @@ class Settings:
             return not ipaddress.ip_address(self.metrics_address).is_loopback
         except ValueError:
             return False
+
+    def owned(self, names: list[str]) -> list[str]:
+        """Of the schedulable collectors `names`, those this unit runs."""
+        if self.leaving:
+            return []
+        if not self.unit:
+            return list(names)
+        return ownership.owned(names, self.unit, self.peers)
 
     def problems(self) -> list[str]:
         """One line per option that cannot work, naming the option and what to do."""
@@ -136,6 +152,7 @@ class Settings:
         data = dict(data)
         data["proxy"] = Proxy(**data.get("proxy", {}))
         data["bundled_tree"] = Path(data.get("bundled_tree", BUNDLED_TREE))
+        data["peers"] = tuple(data.get("peers", ()))
         return cls(**data)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from .timespan import USEC_INFINITY, parse_timespan
 from .units import (
     collector_dry_run_service,
+    collector_replay_service,
     collector_service,
     collector_timer,
     is_generated,
@@ -294,6 +295,29 @@ class CollectorRun:
     exit_status: int
     result: str
     log_tail: str
+
+
+def replay_spools(
+    names: Sequence[str], *, wait: bool, systemctl: Systemctl | None = None
+) -> list[str]:
+    """Start the replay service of each collector in `names` (their spooled points written
+    without running them); with `wait`, until they end. The names whose replay failed (points
+    still spooled, InfluxDB unreachable); without `wait`, none."""
+    if not names:
+        return []
+    systemctl = systemctl or Systemctl()
+    units = [collector_replay_service(name) for name in names]
+    if not wait:
+        systemctl.run("start", "--no-block", *units)
+        return []
+    # One start job per unit, all at once: a oneshot's job ends when its run ends.
+    systemctl.run("start", *units, check=False)
+    shown = _show(systemctl, units)
+    return [
+        name
+        for name, unit in zip(names, units, strict=True)
+        if shown.get(unit, {}).get("Result", "success") != "success"
+    ]
 
 
 def run_collector_now(

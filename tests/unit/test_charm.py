@@ -49,6 +49,7 @@ def collector_status(name: str, problem: str | None = None) -> Any:
         last_result="success" if problem is None else None,
         last_run="2026-11-23 07:00:00 UTC" if problem is None else None,
         next_run="2026-11-23 07:05:00 UTC" if problem is None else None,
+        owner="ubuntu-community-metrics/1" if problem is None else None,
     )
 
 
@@ -319,7 +320,7 @@ def test_default_config_is_the_design_defaults(
 
     settings = fake.settings
     assert dataclasses.replace(settings, bundled_tree=Path("x")) == workload.Settings(
-        bundled_tree=Path("x")
+        bundled_tree=Path("x"), unit="ubuntu-community-metrics/0"
     )
 
 
@@ -813,6 +814,7 @@ def test_list_collectors_shows_every_column(ctx: testing.Context[Any], fake: Fak
     assert lines[0].split() == [
         "NAME",
         "INTERVAL",
+        "OWNER",
         "LAST-RESULT",
         "LAST-RUN",
         "NEXT-RUN",
@@ -821,6 +823,7 @@ def test_list_collectors_shows_every_column(ctx: testing.Context[Any], fake: Fak
     assert lines[1].split() == [
         "bugs",
         "5m",
+        "ubuntu-community-metrics/1",
         "success",
         "2026-11-23",
         "07:00:00",
@@ -846,6 +849,7 @@ def test_list_collectors_before_any_checkout_is_an_empty_table(
     assert ctx.action_results["collectors"].split() == [
         "NAME",
         "INTERVAL",
+        "OWNER",
         "LAST-RESULT",
         "LAST-RUN",
         "NEXT-RUN",

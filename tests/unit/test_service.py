@@ -128,6 +128,7 @@ def test_a_fresh_unit_runs_the_bundled_tree(
     units = sorted(p.name for p in paths.unit_dir.iterdir())
     assert units == [
         "metrics-collector-dry-run@.service",
+        "metrics-collector-replay@.service",
         "metrics-collector@.service",
         "metrics-collector@bugs.timer",
         "metrics-collector@queue_size.timer",
@@ -540,6 +541,8 @@ def test_remove_disables_and_deletes_everything_the_charm_wrote(
     remove(root=root, systemctl=systemctl)
 
     assert systemctl.changes() == [
+        # What its spool holds is written first, while the credentials are there.
+        "systemctl start metrics-collector-replay@queue_size.service",
         "systemctl disable --now metrics-collector@queue_size.timer metrics-exporter.service"
         " metrics-pull.timer",
         "systemctl daemon-reload",

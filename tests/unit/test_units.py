@@ -12,6 +12,7 @@ from workload.settings import Proxy
 from workload.timespan import parse_timespan
 from workload.units import (
     COLLECTOR_DRY_RUN_SERVICE,
+    COLLECTOR_REPLAY_SERVICE,
     COLLECTOR_SERVICE,
     EXPORTER_SERVICE,
     GENERATED_MARK,
@@ -90,6 +91,7 @@ def test_one_timer_per_schedulable_collector(tmp_path: Path) -> None:
         [
             COLLECTOR_SERVICE,
             COLLECTOR_DRY_RUN_SERVICE,
+            COLLECTOR_REPLAY_SERVICE,
             PULL_SERVICE,
             PULL_TIMER,
             EXPORTER_SERVICE,
@@ -100,7 +102,11 @@ def test_one_timer_per_schedulable_collector(tmp_path: Path) -> None:
     for name, content in units.items():
         template = "metrics-collector@.timer" if name.endswith(".timer") else name
         template = "metrics-pull.timer" if name == PULL_TIMER else template
-        template = COLLECTOR_SERVICE if name == COLLECTOR_DRY_RUN_SERVICE else template
+        template = (
+            COLLECTOR_SERVICE
+            if name in (COLLECTOR_DRY_RUN_SERVICE, COLLECTOR_REPLAY_SERVICE)
+            else template
+        )
         first_line = content.splitlines()[0]
         assert first_line == f"{GENERATED_MARK} from templates/{template}.j2; do not edit."
         assert is_generated(name, content)

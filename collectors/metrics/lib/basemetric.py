@@ -128,20 +128,8 @@ class Metric:
                 self._counters.save()
             self._write_health(writer, started, failure)
 
-    @contextlib.contextmanager
-    def _one_run_at_a_time(self) -> Iterator[None]:
-        """Runs of one collector (its timer, `run-collector`, a person) take turns: two at once
-        would replay the same spooled batches twice and count them twice."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "run.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.log.info(
-                    "another run of %s is in progress: waiting for it", self.collector_name
-                )
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+    def _one_run_at_a_time(self) -> contextlib.AbstractContextManager[None]:
+        return _one_run_at_a_time(self.state_dir, self.collector_name or "", self.log)
 
     def _write_health(self, writer: InfluxWriter, started: float, failure: str | None) -> None:
         global _health_written
@@ -170,6 +158,47 @@ class Metric:
             raise CollectorError(f"{result.spooled} points spooled and {result.dropped} dropped")
 
 
+@contextlib.contextmanager
+def _one_run_at_a_time(state_dir: Path, collector: str, log: logging.Logger) -> Iterator[None]:
+    """Runs of one collector (its timer, `run-collector`, a person, a replay) take turns: two
+    at once would replay the same spooled batches twice and count them twice."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "run.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another run of %s is in progress: waiting for it", collector)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def replay_spool(collector: str) -> int:
+    """Write what `collector`'s spool holds without running the collector (`python3 -m metrics
+    replay NAME`): a unit hands a collector's points over this way when the collector moves to
+    another unit. 0 when the spool is empty afterwards, else 1."""
+    log = logging.getLogger("metrics")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("metrics").setLevel(logging.INFO)
+    state_dir = state_directory(collector)
+    spool = Spool(state_dir / "spool", DEFAULT_MAX_BYTES)
+    if not spool.points():
+        log.info("nothing spooled for %s", collector)
+        return 0
+    writer = InfluxWriter(load_credentials(), spool, WriteSettings())
+    with _one_run_at_a_time(state_dir, collector, log):
+        writer.replay_spool()
+    left = spool.points()
+    log.info(
+        "%s: replayed %d spooled points, %d dropped, %d still spooled",
+        collector,
+        writer.result.written,
+        writer.result.dropped,
+        left,
+    )
+    return 0 if not left else 1
+
+
 # Whether this process wrote its run's health point: main() writes one for a run that failed
 # before Metric.run() could (constructing the collector, a login in its __init__).
 _health_written = False
@@ -181,7 +210,12 @@ def _health_point(
     written, spooled, dropped = counts
     return {
         "measurement": HEALTH_MEASUREMENT,
-        "tags": {"collector": collector, "host": socket.gethostname()},
+        "tags": {
+            "collector": collector,
+            "host": socket.gethostname(),
+            # The Juju unit that ran it, when the charm's unit file says so.
+            **({"unit": os.environ["METRICS_UNIT"]} if os.environ.get("METRICS_UNIT") else {}),
+        },
         "fields": {
             "duration": round(time.monotonic() - started, 3),
             "points_written": written,
