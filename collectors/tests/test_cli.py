@@ -286,3 +286,39 @@ def test_running_a_collector_the_charm_would_skip_warns(tmp_path: Path) -> None:
         "WARNING metrics: the charm skips this collector, so it never runs on a unit: "
         "metrics/collectors/legacy/__init__.py line 1: RUN_INTERVAL"
     )
+
+
+def test_replay_writes_a_collectors_spool_without_running_it(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path, "legacy", OLD_STYLE_COLLECTOR)
+    with InfluxServer() as influx:
+        influx.create_database("metrics")
+        env = {
+            "INFLUXDB_HOSTNAME": influx.host,
+            "INFLUXDB_PORT": str(influx.port),
+            "INFLUXDB_DATABASE": "metrics",
+            "STATE_DIRECTORY": str(tmp_path / "state"),
+            "METRICS_UNIT": "ubuntu-community-metrics/2",
+        }
+        nothing = run("metrics", "replay", "legacy", env=env, cwd=tree)
+        influx.stop()
+        spooled = run("metrics.collectors.legacy", env=env, cwd=tree)
+        still_down = run("metrics", "replay", "legacy", env=env, cwd=tree)
+        influx.start()
+        # The collector is broken now: a replay must not run it.
+        (tree / "metrics" / "collectors" / "legacy" / "collector.py").write_text("1/0\n")
+        replayed = run("metrics", "replay", "legacy", env=env, cwd=tree)
+        rows = influx.query('SELECT * FROM "legacy"', "metrics")
+        health = influx.query('SELECT * FROM "collector_run"', "metrics")
+
+    assert (nothing.returncode, nothing.stderr) == (
+        0,
+        "INFO metrics: nothing spooled for legacy\n",
+    )
+    assert spooled.returncode == 1
+    assert still_down.returncode == 1
+    assert "0 still spooled" not in still_down.stderr
+    assert replayed.returncode == 0, replayed.stderr
+    assert "legacy: replayed 2 spooled points, 0 dropped, 0 still spooled" in replayed.stderr
+    assert [row["count"] for row in rows] == [1]
+    (run_point,) = health  # the spooled run's own point, naming the unit that ran it
+    assert (run_point["collector"], run_point["unit"]) == ("legacy", "ubuntu-community-metrics/2")

@@ -1368,3 +1368,70 @@ def test_real_unit_trusts_the_secrets_ca_cert_and_says_when_it_did_not_sign_infl
     )
     # The collectors get the CA they were given, and say the same in their runs.
     assert json.loads(unit.credentials_file.read_text())["ca_cert"] == other
+
+
+# Several units (the cluster peer relation)
+
+
+def cluster(*others: int) -> testing.PeerRelation:
+    return testing.PeerRelation("cluster", peers_data={n: {} for n in others})
+
+
+def test_a_single_unit_runs_every_collector(ctx: testing.Context[Any], fake: FakeWorkload) -> None:
+    run(ctx, ctx.on.config_changed(), testing.State(relations={cluster()}))
+
+    assert (fake.settings.unit, fake.settings.peers, fake.settings.leaving) == (
+        "ubuntu-community-metrics/0",
+        (),
+        False,
+    )
+
+
+def test_a_joining_peer_shares_the_collectors_with_no_leader_round_trip(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = cluster(2, 1)
+    state = testing.State(relations={relation}, leader=False)
+
+    run(ctx, ctx.on.relation_joined(relation, remote_unit=2), state)
+
+    assert fake.settings.peers == ("ubuntu-community-metrics/1", "ubuntu-community-metrics/2")
+    assert fake.settings.leaving is False
+
+
+def test_a_departing_peer_is_left_out_and_the_leaving_unit_runs_nothing(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    relation = cluster(1, 2)
+    state = testing.State(relations={relation})
+
+    run(ctx, ctx.on.relation_departed(relation, remote_unit=2, departing_unit=2), state)
+    assert fake.settings.peers == ("ubuntu-community-metrics/1",)
+    assert fake.settings.leaving is False
+
+    # On the unit being removed, each peer departs from its view in turn: it must not take
+    # their collectors over meanwhile. (Unit 3 here: ops.testing reads departing unit 0 as none.)
+    leaving = testing.Context(charm.UbuntuCommunityMetricsCharm, unit_id=3)
+    run(leaving, leaving.on.relation_departed(relation, remote_unit=1, departing_unit=3), state)
+    assert fake.settings.unit == "ubuntu-community-metrics/3"
+    assert fake.settings.leaving is True
+
+
+def test_a_leader_change_moves_no_collector(ctx: testing.Context[Any], fake: FakeWorkload) -> None:
+    relation = cluster(1)
+    run(ctx, ctx.on.config_changed(), testing.State(relations={relation}, leader=False))
+    before = fake.settings
+    run(ctx, ctx.on.leader_elected(), testing.State(relations={relation}, leader=True))
+
+    assert fake.settings == before
+
+
+def test_the_status_says_how_many_collectors_run_on_this_unit(
+    ctx: testing.Context[Any], fake: FakeWorkload
+) -> None:
+    fake.report = dataclasses.replace(fake.report, of_application=7)
+
+    secret = testing.Secret(tracked_content=SECRET_CONTENT)
+    out = run(ctx, ctx.on.config_changed(), secret_state(secret))
+
+    assert out.unit_status == testing.ActiveStatus("3 of 7 collectors on this unit")

@@ -56,6 +56,36 @@ def test_render_writes_the_units_for_a_tree_and_names_the_skipped_collectors(
     assert result.stdout.splitlines() == [str(tmp_path / "out" / name) for name in names]
 
 
+def test_render_for_one_unit_of_three_writes_only_the_timers_it_owns(tmp_path: Path) -> None:
+    names = [f"collector_{n}" for n in range(9)]
+    tree = write_tree(tmp_path / "tree", dict.fromkeys(names, GOOD))
+    units = [f"ubuntu-community-metrics/{n}" for n in range(3)]
+    rendered = []
+    for unit in units:
+        out = tmp_path / unit.replace("/", "-")
+        peers = ",".join(other for other in units if other != unit)
+        result = workload(
+            "render", "--collectors", str(tree), "--output", str(out),
+            "--unit", unit, "--peers", peers,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        timers = [p.name for p in out.glob("metrics-collector@*.timer")]
+        rendered.append(sorted(t.split("@")[1].removesuffix(".timer") for t in timers))
+        assert "metrics-collector@.service" in {p.name for p in out.iterdir()}
+
+    assert sorted(name for mine in rendered for name in mine) == names
+    assert all(mine for mine in rendered)  # nine collectors: each of three units gets some
+    alone = workload("render", "--collectors", str(tree), "--output", str(tmp_path / "all"))
+    assert len(list((tmp_path / "all").glob("metrics-collector@*.timer"))) == 9, alone.stderr
+    lost = workload(
+        "render", "--collectors", str(tree), "--output", str(tmp_path / "x"), "--peers", "a/1"
+    )
+    assert (lost.returncode, lost.stderr.strip()) == (
+        2,
+        "--peers needs --unit: the unit whose timers to render",
+    )
+
+
 def test_render_of_a_folder_that_is_not_a_tree_says_what_to_pass(tmp_path: Path) -> None:
     result = workload("render", "--collectors", str(tmp_path), "--output", str(tmp_path / "o"))
 

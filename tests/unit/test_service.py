@@ -4,6 +4,7 @@ and a recording `systemctl` that answers `show` as systemd would."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -20,6 +21,7 @@ from trees import write_tree
 
 from workload import (
     InfluxCredentials,
+    Report,
     Settings,
     list_collectors,
     reconcile,
@@ -745,3 +747,58 @@ def test_a_malformed_repository_url_is_reported_not_raised(
     assert len(report.problems) == 1
     assert "collectors-repo" in report.problems[0]
     assert "tok-1" not in report.problems[0]
+
+
+def timers_of(root: Path) -> list[str]:
+    return sorted(
+        name.removeprefix("metrics-collector@").removesuffix(".timer")
+        for name in os.listdir(Paths(root).unit_dir)
+        if name.startswith("metrics-collector@") and name.endswith(".timer")
+    )
+
+
+def test_units_of_one_application_share_the_collectors_and_hand_over_when_one_joins(
+    tmp_path: Path, systemctl: Recorder
+) -> None:
+    names = [f"collector_{n}" for n in range(12)]
+    bundled = write_tree(tmp_path / "charm" / "collectors", {n: collector() for n in names})
+    units = [f"ubuntu-community-metrics/{n}" for n in range(3)]
+    roots = {unit: tmp_path / unit.replace("/", "-") for unit in units}
+
+    def on(unit: str, peers: list[str], **changes: object) -> Report:
+        settings = Settings(
+            bundled_tree=bundled, unit=unit, peers=tuple(p for p in peers if p != unit)
+        )
+        settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+        return reconcile(
+            settings, CREDENTIALS, root=roots[unit], systemctl=systemctl, account=AS_ME
+        )
+
+    reports = {unit: on(unit, units[:2]) for unit in units[:2]}
+    first = {unit: timers_of(roots[unit]) for unit in units[:2]}
+    assert sorted(first[units[0]] + first[units[1]]) == sorted(names)
+    assert reports[units[0]].of_application == 12
+    assert reports[units[0]].scheduled == first[units[0]]
+
+    systemctl.forget()
+    reports = {unit: on(unit, units) for unit in units}  # a third unit joined
+    after = {unit: timers_of(roots[unit]) for unit in units}
+    assert sorted(after[units[0]] + after[units[1]] + after[units[2]]) == sorted(names)
+    moved = sorted(set(first[units[0]]) - set(after[units[0]]))
+    moved += sorted(set(first[units[1]]) - set(after[units[1]]))
+    assert sorted(moved) == after[units[2]]  # only what the new unit took moved
+    # The units that gave collectors away write those collectors' spools now.
+    starts = [call for call in systemctl.changes() if call.startswith("systemctl start")]
+    assert sorted(word for call in starts for word in call.split()[3:]) == sorted(
+        f"metrics-collector-replay@{name}.service" for name in moved
+    )
+    assert all(call.startswith("systemctl start --no-block ") for call in starts)
+    record = json.loads(Paths(roots[units[2]]).sync_result.read_text())
+    assert {owner for owner in record["owners"].values()} == set(units)
+
+    # Removing a unit: while it leaves it runs nothing, and the others take its share.
+    on(units[2], units, leaving=True)
+    assert timers_of(roots[units[2]]) == []
+    for unit in units[:2]:
+        on(unit, units[:2])
+    assert sorted(timers_of(roots[units[0]]) + timers_of(roots[units[1]])) == sorted(names)
