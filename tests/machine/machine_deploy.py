@@ -22,7 +22,7 @@ from machine_harness import Container, GitRemote, Result, _prepare_rootfs, boote
 from machine_trees import BAD_INTERVAL, HANGS, RAISES, SANDBOX_PROBE, SYNTAX_ERROR, ticker
 from metrics.testing import InfluxServer, free_port
 from pack import ubuntu_root
-from unit_agent import CHARM_DIR, UnitAgent
+from unit_agent import UnitAgent
 
 DATABASE = "metrics"
 COLLECTORS_USER = "collectors"
@@ -91,7 +91,7 @@ class CharmUnit:
         """`python3 -m workload ARGS` as an operator runs it on the unit (docs/operating.md)."""
         return self.container.run(
             ["python3", "-m", "workload", *args],
-            env={"PYTHONPATH": f"{CHARM_DIR}/src:{CHARM_DIR}/venv"},
+            env={"PYTHONPATH": f"{self.agent.charm_path}/src:{self.agent.charm_path}/venv"},
             check=check,
             timeout=timeout,
         )

@@ -31,9 +31,6 @@ HOOKTOOLS = Path(__file__).with_name("hooktools.py")
 JUJU_VERSION = "3.6.12"
 APP = "ubuntu-community-metrics"
 UNIT = f"{APP}/0"
-AGENT = f"unit-{APP}-0"
-CHARM_DIR = f"/var/lib/juju/agents/{AGENT}/charm"
-TOOLS_DIR = f"/var/lib/juju/tools/{AGENT}"
 # Hooks take as long as the workload needs (a first venv); Juju itself has no hook timeout.
 HOOK_TIMEOUT = 900
 
@@ -70,27 +67,45 @@ class UnitAgent:
     container: Container
     leader: bool = True
     proxy: ModelProxy = field(default_factory=ModelProxy)
+    number: int = 0  # the unit's number: ubuntu-community-metrics/<number>
     model_name: str = "metrics"
     model_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     history: list[Dispatch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.model = new_model(leader=self.leader)
+        self.model = new_model(leader=self.leader, unit=self.unit)
         self._options: dict[str, Any] = {}
         self._actions: dict[str, Any] = {}
         self._manifest: list[str] = []
         self._relation_ids = iter(range(3, 1000))
         self._contexts = iter(range(1, 1_000_000))
 
-    # Paths
+    # Names and paths
+
+    @property
+    def unit(self) -> str:
+        return f"{APP}/{self.number}"
+
+    @property
+    def agent(self) -> str:
+        return f"unit-{APP}-{self.number}"
+
+    @property
+    def charm_path(self) -> str:
+        """The charm's folder on the unit."""
+        return f"/var/lib/juju/agents/{self.agent}/charm"
+
+    @property
+    def tools_path(self) -> str:
+        return f"/var/lib/juju/tools/{self.agent}"
 
     @property
     def charm_dir(self) -> Path:
-        return self.container.root / CHARM_DIR.lstrip("/")
+        return self.container.root / self.charm_path.lstrip("/")
 
     @property
     def tools_dir(self) -> Path:
-        return self.container.root / TOOLS_DIR.lstrip("/")
+        return self.container.root / self.tools_path.lstrip("/")
 
     @property
     def status(self) -> dict[str, str]:
@@ -116,11 +131,12 @@ class UnitAgent:
 
     def remove(self) -> list[Dispatch]:
         """`juju remove-unit`: every relation departs and breaks, then stop and remove; the
-        agent then deletes the charm and its tools."""
+        agent then deletes the charm and its tools. In each of its relation-departed hooks,
+        the departing unit is this one."""
         dispatched: list[Dispatch] = []
         for relation in list(self.model["relations"]):
             for unit in sorted(relation["units"]):
-                dispatched.append(self.depart(relation["id"], unit))
+                dispatched.append(self.depart(relation["id"], unit, departing=self.unit))
             dispatched.append(self.break_relation(relation["id"]))
         dispatched += [self.hook("stop"), self.hook("remove")]
         shutil.rmtree(self.charm_dir.parent)
@@ -191,8 +207,9 @@ class UnitAgent:
         endpoint = self._relation(relation)["endpoint"]
         return self.hook(f"{endpoint}-relation-changed", relation=relation, remote_unit=unit)
 
-    def depart(self, relation: int, unit: str) -> Dispatch:
-        """The remote unit leaves: relation-departed (its settings still readable)."""
+    def depart(self, relation: int, unit: str, *, departing: str | None = None) -> Dispatch:
+        """The remote unit leaves this unit's view: relation-departed (its settings still
+        readable). The departing unit is the remote one, or this one when it is being removed."""
         record = self._relation(relation)
         record["departing"] = {unit: record["units"].pop(unit)}
         try:
@@ -200,7 +217,7 @@ class UnitAgent:
                 f"{record['endpoint']}-relation-departed",
                 relation=relation,
                 remote_unit=unit,
-                departing=unit,
+                departing=departing or unit,
             )
         finally:
             record["departing"] = {}
@@ -310,17 +327,17 @@ class UnitAgent:
     def _environment(self) -> dict[str, str]:
         """What Juju 3.6 sets for every hook and action of a machine unit."""
         return {
-            "PATH": f"{TOOLS_DIR}:{CONTAINER_ENV['PATH']}",
-            "JUJU_CHARM_DIR": CHARM_DIR,
-            "JUJU_CONTEXT_ID": f"{UNIT}-run-commands-{next(self._contexts)}",
-            "JUJU_UNIT_NAME": UNIT,
+            "PATH": f"{self.tools_path}:{CONTAINER_ENV['PATH']}",
+            "JUJU_CHARM_DIR": self.charm_path,
+            "JUJU_CONTEXT_ID": f"{self.unit}-run-commands-{next(self._contexts)}",
+            "JUJU_UNIT_NAME": self.unit,
             "JUJU_MODEL_NAME": self.model_name,
             "JUJU_MODEL_UUID": self.model_uuid,
             "JUJU_VERSION": JUJU_VERSION,
-            "JUJU_MACHINE_ID": "0",
+            "JUJU_MACHINE_ID": str(self.number),
             "JUJU_PRINCIPAL_UNIT": "",
             "JUJU_AVAILABILITY_ZONE": "",
-            "JUJU_AGENT_SOCKET_ADDRESS": f"@/var/lib/juju/agents/{AGENT}/agent.socket",
+            "JUJU_AGENT_SOCKET_ADDRESS": f"@/var/lib/juju/agents/{self.agent}/agent.socket",
             "JUJU_AGENT_SOCKET_NETWORK": "unix",
             "JUJU_API_ADDRESSES": "192.0.2.1:17070",
             "JUJU_CHARM_HTTP_PROXY": self.proxy.http,
@@ -335,9 +352,9 @@ class UnitAgent:
         model = self.tools_dir / "model.json"
         model.write_text(json.dumps(self.model, indent=1))
         result = self.container.run(
-            [f"{CHARM_DIR}/dispatch"],
+            [f"{self.charm_path}/dispatch"],
             env=env,
-            cwd=CHARM_DIR,
+            cwd=self.charm_path,
             timeout=HOOK_TIMEOUT,
             check=False,
         )
@@ -400,10 +417,10 @@ class UnitAgent:
         self._actions = _yaml(self.charm_dir / "actions.yaml")
 
 
-def new_model(*, leader: bool) -> dict[str, Any]:
+def new_model(*, leader: bool, unit: str = UNIT) -> dict[str, Any]:
     """The model of a unit just deployed: what `hooktools.py` reads and changes."""
     return {
-        "unit": UNIT,
+        "unit": unit,
         "leader": leader,
         "config": {},
         "relations": [],
