@@ -63,6 +63,8 @@ class Settings:
     bundled_tree: Path = BUNDLED_TREE
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 9581
+    # The collectors' log as a file under /var/log, for the cos-agent subordinate to ship.
+    log_file: bool = False
 
     @property
     def metrics_beyond_this_machine(self) -> bool:
