@@ -16,6 +16,8 @@ import os
 import ops
 
 import workload
+from cos_agent import RELATION as COS_AGENT
+from cos_agent import CosAgentProvider
 from workload.systemd import SystemctlError
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         # What the reconcile of this dispatch found, for collect_unit_status; None when this
         # dispatch did not reconcile (an action), which leaves the status as it was.
         self._statuses: list[ops.StatusBase] | None = None
+        self._cos_agent = CosAgentProvider(self, metrics_endpoint=self._metrics_endpoint)
         observe = framework.observe
         for event in (
             self.on.install,
@@ -76,6 +79,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.on[RELATION].relation_changed,
             self.on[RELATION].relation_departed,
             self.on[RELATION].relation_broken,
+            # The collectors' log file exists only while cos-agent does.
+            self.on[COS_AGENT].relation_created,
+            self.on[COS_AGENT].relation_broken,
         ):
             observe(event, self._on_reconcile_event)
         observe(self.on.remove, self._on_remove)
@@ -228,7 +234,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             bundled_tree=self.charm_dir / "collectors",
             metrics_address=config.metrics_address,
             metrics_port=config.metrics_port,
+            log_file=self._cos_agent.related,
         )
+
+    def _metrics_endpoint(self) -> tuple[str, int]:
+        config = self.load_config(CharmConfig)
+        return config.metrics_address, config.metrics_port
 
     def _influx_credentials(
         self, config: CharmConfig, *, departing: ops.Unit | None = None
