@@ -159,6 +159,7 @@ UNIT_PACKAGES = (
     "dbus",
     "git",
     "libnss-systemd",
+    "logrotate",
     "python3",
     "python3-venv",
     "systemd",
