@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import ops
 
 import workload
+from cos_agent import RELATION as COS_AGENT
+from cos_agent import CosAgentProvider
 from workload.systemd import SystemctlError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         # What the reconcile of this dispatch found, for collect_unit_status; None when this
         # dispatch did not reconcile (an action), which leaves the status as it was.
         self._statuses: list[ops.StatusBase] | None = None
+        self._cos_agent = CosAgentProvider(self, metrics_endpoint=self._metrics_endpoint)
         observe = framework.observe
         for event in (
             self.on.install,
@@ -83,6 +86,9 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.on[RELATION].relation_broken,
             self.on[PEERS].relation_joined,
             self.on[PEERS].relation_departed,
+            # The collectors' log file exists only while cos-agent does.
+            self.on[COS_AGENT].relation_created,
+            self.on[COS_AGENT].relation_broken,
         ):
             observe(event, self._on_reconcile_event)
         observe(self.on.remove, self._on_remove)
@@ -241,6 +247,7 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             unit=self.unit.name,
             peers=self._peers(departing),
             leaving=departing == self.unit,
+            log_file=self._cos_agent.related,
         )
 
     def _peers(self, departing: ops.Unit | None) -> tuple[str, ...]:
@@ -250,6 +257,10 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         if relation is None:
             return ()
         return tuple(sorted(unit.name for unit in relation.units if unit != departing))
+
+    def _metrics_endpoint(self) -> tuple[str, int]:
+        config = self.load_config(CharmConfig)
+        return config.metrics_address, config.metrics_port
 
     def _influx_credentials(
         self, config: CharmConfig, *, departing: ops.Unit | None = None

@@ -11,6 +11,8 @@ from pathlib import Path
 CONFIG_DIR = "etc/ubuntu-community-metrics"
 STATE_DIR = "var/lib/ubuntu-community-metrics"
 UNIT_DIR = "etc/systemd/system"
+LOG_DIR = "var/log/ubuntu-community-metrics"
+LOGROTATE = "etc/logrotate.d/ubuntu-community-metrics"
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,18 @@ class Paths:
     @property
     def unit_dir(self) -> Path:
         return self.root / UNIT_DIR
+
+    @property
+    def log_dir(self) -> Path:
+        """The collectors' log folder (root 0755), only while cos-agent is related."""
+        return self.root / LOG_DIR
+
+    @property
+    def log_file(self) -> Path:
+        """The collectors' and the pull's log, appended by `metrics-log.service`."""
+        return self.log_dir / "collectors.log"
+
+    @property
+    def logrotate(self) -> Path:
+        """logrotate's configuration for `log_file`."""
+        return self.root / LOGROTATE

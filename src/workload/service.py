@@ -36,6 +36,7 @@ from .credentials import InfluxCredentials, write_credentials
 from .discovery import Collector
 from .files import make_dirs, write_if_changed
 from .isolation import DiscoveryError, discover_checkout
+from .logfile import apply_log_file
 from .paths import Paths
 from .settings import Settings, display_url, load_settings, save_settings
 from .timespan import parse_run_interval
@@ -196,6 +197,7 @@ def remove(*, root: Path = ROOT, systemctl: systemd.Systemctl | None = None) -> 
                     ", ".join(unwritten),
                 )
         systemd.apply_units({}, paths.unit_dir, systemctl=_systemctl(systemctl))
+        apply_log_file(paths, wanted=False)
         for path in (paths.credentials, paths.settings):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -302,6 +304,7 @@ def _converge(
     moved_away = sorted((old_scheduled - here) & set(schedulable))
 
     _make_collector_states(paths)
+    apply_log_file(paths, wanted=settings.log_file)
     try:
         units = render_units(
             [c for c in collectors if c.problem is not None or c.name in here],
@@ -432,6 +435,7 @@ def _unit_options(paths: Paths, settings: Settings) -> UnitOptions:
         pull_interval=settings.pull_interval,
         metrics_address=settings.metrics_address,
         metrics_port=settings.metrics_port,
+        log_file=settings.log_file,
         paths=paths,
         unit=settings.unit,
     )

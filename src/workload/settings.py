@@ -71,6 +71,8 @@ class Settings:
     # This unit is being removed (the cluster relation departs from it): it runs nothing, so
     # that it does not take over the collectors of the peers it sees depart meanwhile.
     leaving: bool = False
+    # The collectors' log as a file under /var/log, for the cos-agent subordinate to ship.
+    log_file: bool = False
 
     @property
     def metrics_beyond_this_machine(self) -> bool:

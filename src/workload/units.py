@@ -7,7 +7,8 @@
   the others are left out), the `metrics-collector@.service` template, and, when
   `options.pull`, `metrics-pull.service` and `metrics-pull.timer`. Also
   `metrics-collector-dry-run@.service`, the same service always with `--dry-run`, which the
-  run-collector action starts for a dry run. Raises `ValueError` naming
+  run-collector action starts for a dry run. When `options.log_file`, `metrics-log.service`,
+  which appends those services' journal to the collectors' log file. Raises `ValueError` naming
   the option or collector when something cannot be put in a unit file safely.
 - `write_units(units, output) -> list[Path]`: writes rendered files into a folder (for
   `python3 -m workload render`); installing them on a unit is `systemd.apply_units`.
@@ -47,6 +48,7 @@ COLLECTOR_REPLAY_SERVICE = "metrics-collector-replay@.service"
 PULL_SERVICE = "metrics-pull.service"
 PULL_TIMER = "metrics-pull.timer"
 EXPORTER_SERVICE = "metrics-exporter.service"
+LOG_SERVICE = "metrics-log.service"
 _COLLECTOR_TIMER_TEMPLATE = "metrics-collector@.timer"
 _COLLECTOR_TIMER = re.compile(r"metrics-collector@([A-Za-z_][A-Za-z0-9_]*)\.timer")
 
@@ -99,6 +101,7 @@ class UnitOptions:
     sync_pythonpath: tuple[Path, ...] = (CHARM_DIR / "src", CHARM_DIR / "venv")
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 9581
+    log_file: bool = False
     paths: Paths = field(default_factory=Paths)
     unit: str = ""
 
@@ -241,6 +244,7 @@ def render_units(collectors: Iterable[Collector], options: UnitOptions) -> dict[
         ),
         COLLECTOR_REPLAY_SERVICE: render(COLLECTOR_SERVICE, dry_run=False, replay=True, **service),
     }
+    scheduled: list[str] = []
     for collector in collectors:
         if collector.problem is not None:
             continue
@@ -257,6 +261,7 @@ def render_units(collectors: Iterable[Collector], options: UnitOptions) -> dict[
             interval = parse_run_interval(collector.interval)
         except ValueError as error:
             raise ValueError(f"collector {name!r}: {error}") from None
+        scheduled.append(name)
         units[collector_timer(name)] = render(
             _COLLECTOR_TIMER_TEMPLATE, name=name, **vars(timer_schedule(interval))
         )
@@ -284,14 +289,29 @@ def render_units(collectors: Iterable[Collector], options: UnitOptions) -> dict[
         state_dir=_safe_path("state folder", options.paths.state_dir),
         config_dir=_safe_path("config folder", options.paths.config_dir),
     )
+    logged = [
+        *(collector_service(name) for name in scheduled),
+        *(collector_dry_run_service(name) for name in scheduled),
+        *([PULL_SERVICE] if options.pull else []),
+    ]
+    # With nothing to follow, journalctl would copy the whole journal.
+    if options.log_file and logged:
+        units[LOG_SERVICE] = render(
+            LOG_SERVICE,
+            units=logged,
+            log_file=_safe_path("log file", options.paths.log_file),
+            logrotate=_safe_path("logrotate file", options.paths.logrotate),
+            config_dir=_safe_path("config folder", options.paths.config_dir),
+        )
     assert all(text.startswith(GENERATED_MARK) for text in units.values())
     return units
 
 
 def is_started(name: str) -> bool:
-    """Whether a generated unit runs on its own, enabled and started (the timers and the
-    metrics endpoint), rather than being started by a timer or an action."""
-    return name.endswith(".timer") or name == EXPORTER_SERVICE
+    """Whether a generated unit runs on its own, enabled and started (the timers, the
+    metrics endpoint and the log file's follower), rather than being started by a timer or an
+    action."""
+    return name.endswith(".timer") or name in (EXPORTER_SERVICE, LOG_SERVICE)
 
 
 def is_generated(name: str, content: str) -> bool:
@@ -305,6 +325,7 @@ def is_generated(name: str, content: str) -> bool:
             PULL_SERVICE,
             PULL_TIMER,
             EXPORTER_SERVICE,
+            LOG_SERVICE,
         )
         or _COLLECTOR_TIMER.fullmatch(name) is not None
     )

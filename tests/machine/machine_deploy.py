@@ -170,6 +170,7 @@ UNIT_PACKAGES = (
     "dbus",
     "git",
     "libnss-systemd",
+    "logrotate",
     "python3",
     "python3-venv",
     "systemd",

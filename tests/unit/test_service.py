@@ -802,3 +802,114 @@ def test_units_of_one_application_share_the_collectors_and_hand_over_when_one_jo
     for unit in units[:2]:
         on(unit, units[:2])
     assert sorted(timers_of(roots[units[0]]) + timers_of(roots[units[1]])) == sorted(names)
+
+
+# The collectors' log file (cos-agent related)
+
+
+def test_log_file_setting_adds_the_log_service_its_folder_and_logrotate(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    paths = Paths(root)
+
+    reconcile(
+        Settings(bundled_tree=bundled, log_file=True),
+        CREDENTIALS,
+        root=root,
+        systemctl=systemctl,
+        account=AS_ME,
+    )
+
+    assert (paths.unit_dir / "metrics-log.service").is_file()
+    enable = next(c for c in systemctl.changes() if c.startswith("systemctl enable --now"))
+    assert "metrics-log.service" in enable.split()
+    assert stat.S_IMODE(paths.log_dir.stat().st_mode) == 0o755
+    assert stat.S_IMODE(paths.logrotate.stat().st_mode) == 0o644
+    assert f"{paths.log_file} {{" in paths.logrotate.read_text()
+
+
+def test_without_the_log_file_setting_the_service_stops_and_logrotate_goes_the_log_stays(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    paths = Paths(root)
+    with_log = Settings(bundled_tree=bundled, log_file=True)
+    reconcile(with_log, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    paths.log_file.write_text("2026-12-04 a line\n")
+    systemctl.forget()
+
+    reconcile(
+        Settings(bundled_tree=bundled), CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME
+    )
+
+    assert "systemctl disable --now metrics-log.service" in systemctl.changes()
+    assert not (paths.unit_dir / "metrics-log.service").exists()
+    assert not paths.logrotate.exists()
+    assert paths.log_file.read_text() == "2026-12-04 a line\n"
+
+
+def test_a_logrotate_file_that_is_not_ours_is_left_alone(
+    root: Path, bundled: Path, systemctl: Recorder
+) -> None:
+    paths = Paths(root)
+    paths.logrotate.parent.mkdir(parents=True)
+    paths.logrotate.write_text("# the operator's own\n")
+
+    for log_file in (True, False):
+        reconcile(
+            Settings(bundled_tree=bundled, log_file=log_file),
+            CREDENTIALS,
+            root=root,
+            systemctl=systemctl,
+            account=AS_ME,
+        )
+        assert paths.logrotate.read_text() == "# the operator's own\n"
+
+
+def test_remove_deletes_the_logrotate_file(root: Path, bundled: Path, systemctl: Recorder) -> None:
+    settings = Settings(bundled_tree=bundled, log_file=True)
+    reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    remove(root=root, systemctl=systemctl)
+
+    assert not Paths(root).logrotate.exists()
+
+
+def test_the_pull_keeps_the_log_service(root: Path, bundled: Path, systemctl: Recorder) -> None:
+    """The pull timer re-renders the units from the saved settings: the flag is in them."""
+    settings = Settings(bundled_tree=bundled, log_file=True)
+    reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+
+    sync(root=root, systemctl=systemctl, account=AS_ME)
+
+    assert load_settings(Paths(root).settings).log_file is True
+    assert (Paths(root).unit_dir / "metrics-log.service").is_file()
+
+
+LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
+
+
+@pytest.mark.skipif(not Path(LOGROTATE).exists(), reason="logrotate is not installed")
+def test_logrotate_rotates_the_log_with_the_rendered_configuration(
+    root: Path, bundled: Path, systemctl: Recorder, tmp_path: Path
+) -> None:
+    """The real logrotate, forced, on the file the service appends to: rotated, copied and
+    truncated in place, so that the open file goes on receiving lines."""
+    paths = Paths(root)
+    settings = Settings(bundled_tree=bundled, log_file=True)
+    reconcile(settings, CREDENTIALS, root=root, systemctl=systemctl, account=AS_ME)
+    with paths.log_file.open("a") as appender:  # as systemd's StandardOutput=append: does
+        appender.write("before rotation\n")
+        appender.flush()
+        inode = paths.log_file.stat().st_ino
+
+        subprocess.run(
+            [LOGROTATE, "--force", "--state", str(tmp_path / "state"), str(paths.logrotate)],
+            check=True,
+            capture_output=True,
+        )
+        appender.write("after rotation\n")
+        appender.flush()
+
+    assert (paths.log_dir / "collectors.log.1").read_text() == "before rotation\n"
+    assert paths.log_file.stat().st_ino == inode
+    assert paths.log_file.read_text() == "after rotation\n"

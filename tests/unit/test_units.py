@@ -16,6 +16,7 @@ from workload.units import (
     COLLECTOR_SERVICE,
     EXPORTER_SERVICE,
     GENERATED_MARK,
+    LOG_SERVICE,
     MAX_NAME_LENGTH,
     PULL_SERVICE,
     PULL_TIMER,
@@ -24,6 +25,7 @@ from workload.units import (
     UnitOptions,
     collector_timer,
     is_generated,
+    is_started,
     render_units,
     write_units,
 )
@@ -76,9 +78,11 @@ def analyze(*args: str) -> subprocess.CompletedProcess[str]:
 def test_templates_are_found_beside_src() -> None:
     names = sorted(path.name for path in TEMPLATES.glob("*.j2"))
     assert names == [
+        "logrotate.j2",
         "metrics-collector@.service.j2",
         "metrics-collector@.timer.j2",
         "metrics-exporter.service.j2",
+        "metrics-log.service.j2",
         "metrics-pull.service.j2",
         "metrics-pull.timer.j2",
     ]
@@ -115,7 +119,11 @@ def test_one_timer_per_schedulable_collector(tmp_path: Path) -> None:
 @needs_systemd_analyze
 def test_systemd_analyze_verify_is_clean_for_every_unit(tmp_path: Path) -> None:
     out = tmp_path / "units"
-    units = render_units(COLLECTORS, options(tmp_path, dry_run=True, proxy=Proxy("http://p:3128")))
+    units = render_units(
+        COLLECTORS,
+        options(tmp_path, dry_run=True, proxy=Proxy("http://p:3128"), log_file=True),
+    )
+    assert LOG_SERVICE in units
     paths = write_units(units, out)
     assert {path.name for path in paths} == set(units)
     result = analyze("verify", "--man=no", *(str(path) for path in paths))
@@ -155,6 +163,56 @@ def test_metrics_endpoint_security_exposure_at_most_1_5(tmp_path: Path) -> None:
     assert float(match.group(1)) <= 1.5, result.stdout
     # Its one capability, to read the collectors' private health files.
     assert re.search(r"✗ CapabilityBoundingSet=~CAP_\(DAC_\*", result.stdout)
+
+
+@needs_systemd_analyze
+def test_log_service_security_exposure_at_most_1_5(tmp_path: Path) -> None:
+    units = render_units(COLLECTORS, options(tmp_path, log_file=True))
+    (service,) = write_units({LOG_SERVICE: units[LOG_SERVICE]}, tmp_path / "units")
+    result = analyze("security", "--offline=true", str(service))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 1.5, result.stdout
+    # It reads the journal and writes its standard output: no network at all.
+    assert re.search(r"✓ PrivateNetwork=", result.stdout)
+
+
+def follower_units(content: str) -> list[str]:
+    """The units whose journal the log service copies (its --unit= arguments)."""
+    return re.findall(r"--unit=(\S+)", content)
+
+
+def test_log_service_follows_each_scheduled_collector_its_dry_runs_and_the_pull(
+    tmp_path: Path,
+) -> None:
+    units = render_units(COLLECTORS, options(tmp_path, log_file=True))
+
+    scheduled = [c.name for c in COLLECTORS if c.problem is None]
+    content = units[LOG_SERVICE]
+    assert sorted(follower_units(content)) == sorted(
+        [
+            *(f"metrics-collector@{name}.service" for name in scheduled),
+            *(f"metrics-collector-dry-run@{name}.service" for name in scheduled),
+            PULL_SERVICE,
+        ]
+    )
+    # Exact names only: journalctl expands a pattern against the units it already knows.
+    assert not [unit for unit in follower_units(content) if "*" in unit or "?" in unit]
+    assert directives(content, "StandardOutput") == [
+        "append:/var/log/ubuntu-community-metrics/collectors.log"
+    ]
+    assert directives(content, "DynamicUser") == ["yes"]
+    assert directives(content, "SupplementaryGroups") == ["systemd-journal"]
+    assert is_started(LOG_SERVICE)
+
+
+def test_no_log_service_unless_asked_or_with_nothing_to_follow(tmp_path: Path) -> None:
+    assert LOG_SERVICE not in render_units(COLLECTORS, options(tmp_path))
+    # The bundled tree has no pull; with no collector either, journalctl would copy everything.
+    nothing = render_units([], options(tmp_path, log_file=True, pull=False))
+    assert LOG_SERVICE not in nothing
+    bundled = render_units(COLLECTORS, options(tmp_path, log_file=True, pull=False))
+    assert PULL_SERVICE not in follower_units(bundled[LOG_SERVICE])
 
 
 @pytest.mark.parametrize(
@@ -343,6 +401,7 @@ def test_is_generated_recognises_only_our_files() -> None:
     assert is_generated("metrics-pull.timer", mark)
     assert not is_generated("metrics-collector@abc.timer", "[Timer]\n")
     assert is_generated("metrics-collector-dry-run@.service", mark)
+    assert is_generated("metrics-log.service", mark)
     assert not is_generated("metrics-collector@abc.service", mark)
     assert not is_generated("other.timer", mark)
     assert not is_generated("metrics-collector@a-b.timer", mark)
