@@ -82,13 +82,16 @@ class Settings:
         except ValueError:
             return False
 
-    def owned(self, names: list[str]) -> list[str]:
-        """Of the schedulable collectors `names`, those this unit runs."""
+    def owned(self, names: list[str], owners: dict[str, str] | None = None) -> list[str]:
+        """Of the schedulable collectors `names`, those this unit runs (`owners`: the owner of
+        each, when already computed)."""
         if self.leaving:
             return []
         if not self.unit:
             return list(names)
-        return ownership.owned(names, self.unit, self.peers)
+        if owners is None:
+            return ownership.owned(names, self.unit, self.peers)
+        return [name for name in names if owners[name] == self.unit]
 
     def problems(self) -> list[str]:
         """One line per option that cannot work, naming the option and what to do."""
