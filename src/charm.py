@@ -204,7 +204,12 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
         except workload.PackagesError as error:
             statuses.append(ops.BlockedStatus(str(error)))
         try:
-            credentials = self._influx_credentials(config, departing=departing)
+            if departing is not None and departing == self.unit:
+                # This unit is being removed: its relations depart in any order, and the
+                # remove hook still needs the credentials to write the collectors' spools.
+                credentials = workload.saved_credentials()
+            else:
+                credentials = self._influx_credentials(config, departing=departing)
         except CredentialsProblem as problem:
             credentials = None
             statuses.append(problem.status)

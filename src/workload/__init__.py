@@ -19,6 +19,7 @@ from .service import (
     reconcile,
     remove,
     run_collector,
+    saved_credentials,
     sync,
 )
 from .settings import Proxy, Settings
@@ -43,5 +44,6 @@ __all__ = [
     "reconcile",
     "remove",
     "run_collector",
+    "saved_credentials",
     "sync",
 ]

@@ -32,7 +32,7 @@ from .checkout import (
     prune_caches,
     validate,
 )
-from .credentials import InfluxCredentials, write_credentials
+from .credentials import InfluxCredentials, read_credentials, write_credentials
 from .discovery import Collector
 from .files import make_dirs, write_if_changed
 from .isolation import DiscoveryError, discover_checkout
@@ -203,6 +203,11 @@ def remove(*, root: Path = ROOT, systemctl: systemd.Systemctl | None = None) -> 
         with contextlib.suppress(OSError):
             paths.config_dir.rmdir()  # only when nothing else is in it
         shutil.rmtree(paths.state_dir, ignore_errors=True)
+
+
+def saved_credentials(*, root: Path = ROOT) -> InfluxCredentials | None:
+    """The credentials the last reconcile wrote, if any."""
+    return read_credentials(Paths(root).credentials)
 
 
 def list_collectors(

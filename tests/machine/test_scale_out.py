@@ -116,7 +116,15 @@ def test_units_share_the_collectors_and_hand_them_over(
 
         # juju remove-unit ubuntu-community-metrics/1: the others see it depart and take over.
         leaving = units.pop(1)
+        owned_by_leaving = sorted(
+            name for name, where in after_join.items() if leaving.agent.unit in where
+        )
         leaving.agent.remove()
+        # Its influxdb relation departed before its remove hook, yet the remove hook still had
+        # the credentials to write each of its collectors' spools (empty here).
+        replayed = leaving.journal("metrics-collector-replay@*", lines=200)
+        for name in owned_by_leaving:
+            assert f"nothing spooled for {name}" in replayed, replayed
         for unit in units.values():
             unit.agent.depart(CLUSTER[unit.agent.unit], leaving.agent.unit)
         assert leaving.timers() == []

@@ -129,6 +129,9 @@ class FakeWorkload:
     def remove(self, **_: Any) -> None:
         self.removed += 1
 
+    def saved_credentials(self, **_: Any) -> Any:
+        return self.reconciled[-1][1] if self.reconciled else None
+
     @property
     def credentials(self) -> Any:
         """The credentials of the last reconcile."""
@@ -152,6 +155,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeWorkload:
         "run_collector",
         "sync",
         "remove",
+        "saved_credentials",
     ):
         monkeypatch.setattr(charm.workload, name, getattr(fake, name))
     for variable in ("JUJU_CHARM_HTTP_PROXY", "JUJU_CHARM_HTTPS_PROXY", "JUJU_CHARM_NO_PROXY"):
