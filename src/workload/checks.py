@@ -212,6 +212,8 @@ def check_pull(samples: Samples, unit: str, now: float) -> Result:
             f"juju run {unit} pull",
             perfdata,
         )
+    if last is None:  # checked out by a hook; metrics-pull.timer has not run yet
+        return Result(OK, f"{source} is checked out at commit {commit}, not pulled since")
     if age > max(STALE_INTERVALS * interval, STALE_MINIMUM):
         return Result(
             WARNING,

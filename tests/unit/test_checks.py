@@ -213,6 +213,21 @@ def test_pull_of_a_branch_that_succeeded_is_ok(endpoint: tuple[Paths, str], plug
     assert "succeeded: commit 0123456789ab" in line
 
 
+def test_pull_before_the_first_timer_pull_is_ok(endpoint: tuple[Paths, str], plugin: Path) -> None:
+    # As a hook leaves it: the branch cloned, metrics-pull.timer not yet run.
+    paths, url = endpoint
+    collectors(paths, {"ticker": 60.0}, since=time.time())
+    record = json.loads(paths.sync_result.read_text())
+    del record["last_pull"], record["last_pull_ok"]
+    paths.sync_result.write_text(json.dumps(record))
+    code, line = run_plugin(plugin, "pull", url)
+    assert (code, line) == (
+        checks.OK,
+        "UCM PULL OK: https://git.example/team/collectors.git is checked out at commit "
+        "0123456789ab, not pulled since",
+    )
+
+
 def test_pull_with_the_bundled_tree_is_ok(endpoint: tuple[Paths, str], plugin: Path) -> None:
     paths, url = endpoint
     write_sync(paths, commit="bundled-abc", scheduled=[], source_name="bundled")
