@@ -13,7 +13,10 @@ juju-log).
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
+from typing import Any
 
 from workload import nagios
 
@@ -59,11 +62,33 @@ def commands(settings: Settings) -> dict[str, str]:
     }
 
 
+def charmhelpers_nrpe() -> Any:
+    """charmhelpers.contrib.charmsupport.nrpe, imported only when the relation needs it:
+    charmhelpers reads /etc/os-release and /etc/lsb-release on import.
+
+    Its hookenv imports `distutils.version.LooseVersion` (for `has_juju_version`, which nothing
+    here calls); Python 3.12 has no distutils, and setuptools, which would stand in, is left
+    out of the charm for its size, so `looseversion` (that class, out of distutils) does.
+    """
+    try:
+        import distutils.version  # noqa: F401 - Python 3.10 (Ubuntu 22.04) still has it
+    except ModuleNotFoundError:
+        from looseversion import LooseVersion
+
+        version = types.ModuleType("distutils.version")
+        version.LooseVersion = LooseVersion  # type: ignore[attr-defined]
+        package = types.ModuleType("distutils")
+        package.__path__ = []
+        package.version = version  # type: ignore[attr-defined]
+        sys.modules["distutils"], sys.modules["distutils.version"] = package, version
+    from charmhelpers.contrib.charmsupport import nrpe
+
+    return nrpe
+
+
 def update_checks(settings: Settings) -> None:
     """Install the plugin, then write every check and publish them on the relation."""
-    # Imported here: charmhelpers reads /etc/os-release and /etc/lsb-release on import, and a
-    # unit without the relation has no use for it.
-    from charmhelpers.contrib.charmsupport.nrpe import NRPE
+    charmhelpers = charmhelpers_nrpe()
     from charmhelpers.core import hookenv
 
     nagios.install_plugin()  # first: charmhelpers looks the command up in the plugin folders
@@ -74,7 +99,7 @@ def update_checks(settings: Settings) -> None:
         raise RuntimeError("charmhelpers could not read the config from config-get")
     config["nagios_context"] = settings.context
     config["nagios_servicegroups"] = settings.servicegroups
-    nrpe = NRPE()
+    nrpe = charmhelpers.NRPE()
     lines = commands(settings)
     for check in CHECKS:
         nrpe.add_check(
@@ -87,10 +112,9 @@ def update_checks(settings: Settings) -> None:
 
 def remove_checks() -> None:
     """Delete what `update_checks` wrote on the machine (the relation is gone with its data)."""
-    from charmhelpers.contrib.charmsupport.nrpe import Check
-
+    check_class = charmhelpers_nrpe().Check
     # Check, not NRPE: NRPE() sets relation data on every relation of the endpoint that Juju
     # lists, and in relation-broken it still lists the one going away.
     for check in CHECKS:
-        Check(check.shortname, check.description, PLUGIN).remove(hostname=None)
+        check_class(check.shortname, check.description, PLUGIN).remove(hostname=None)
     nagios.remove_plugin()

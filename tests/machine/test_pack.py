@@ -86,7 +86,7 @@ def test_the_charm_code_loads_with_its_venv_on_the_release_python(
         out = _in_root(
             build_root(release, print),
             'PYTHONPATH=lib:venv python3 -c \'import sys; sys.path.insert(0, "src"); '
-            "import charm, ops, jinja2, workload, charmhelpers.contrib.charmsupport.nrpe; "
+            "import charm, ops, jinja2, workload, nrpe; nrpe.charmhelpers_nrpe(); "
             "print(ops.__version__, sys.version_info[:2])'",
             what=f"importing the {release} charm",
             volatile=True,
