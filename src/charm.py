@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import ops
 
+import nrpe
 import workload
 from cos_agent import RELATION as COS_AGENT
 from cos_agent import CosAgentProvider
@@ -52,6 +53,8 @@ class CharmConfig:
     extra_packages: str = ""
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 9581
+    nagios_context: str = "juju"
+    nagios_servicegroups: str = ""
     influxdb_secret: ops.Secret | None = None
 
 
@@ -91,6 +94,15 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.on[COS_AGENT].relation_broken,
         ):
             observe(event, self._on_reconcile_event)
+        # Nagios checks, only while the optional nrpe-external-master relation exists.
+        for event in (
+            self.on.config_changed,
+            self.on.upgrade_charm,
+            self.on[nrpe.RELATION].relation_joined,
+            self.on[nrpe.RELATION].relation_changed,
+        ):
+            observe(event, self._on_nrpe_event)
+        observe(self.on[nrpe.RELATION].relation_broken, self._on_nrpe_relation_broken)
         observe(self.on.remove, self._on_remove)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
         observe(self.on.list_collectors_action, self._on_list_collectors_action)
@@ -105,6 +117,23 @@ class UbuntuCommunityMetricsCharm(ops.CharmBase):
             self.unit.status = ops.MaintenanceStatus("checking out the collectors tree")
         departing = event.departing_unit if isinstance(event, ops.RelationDepartedEvent) else None
         self._reconcile(departing=departing)
+
+    def _on_nrpe_event(self, _: ops.EventBase) -> None:
+        if self.model.get_relation(nrpe.RELATION) is None:
+            return
+        config = self.load_config(CharmConfig)
+        nrpe.update_checks(
+            nrpe.Settings(
+                address=config.metrics_address,
+                port=config.metrics_port,
+                unit=self.unit.name,
+                context=config.nagios_context,
+                servicegroups=config.nagios_servicegroups,
+            )
+        )
+
+    def _on_nrpe_relation_broken(self, _: ops.RelationBrokenEvent) -> None:
+        nrpe.remove_checks()
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         workload.remove()

@@ -4,6 +4,7 @@ python3 -m workload render --collectors DIR --output DIR   unit files for a coll
 python3 -m workload sync                                   pull the branch and reschedule
 python3 -m workload status                                 collectors, as list-collectors
 python3 -m workload run NAME [--dry-run]                   run one collector now
+python3 -m workload check stale|failing|pull [--url URL]   a Nagios check (docs/operating.md)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import checks
 from .discovery import discover_collectors
 from .paths import Paths
 from .service import list_collectors, run_collector, sync
@@ -57,7 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     exporter.add_argument("--address", default="127.0.0.1", help="IP address to listen on")
     exporter.add_argument("--port", type=int, default=9581, help="TCP port to listen on")
 
+    check = commands.add_parser("check", help="a Nagios check of the collectors or the pull")
+    check.add_argument("kind", choices=checks.KINDS)
+    check.add_argument("--url", default=checks.DEFAULT_URL, help="the metrics endpoint")
+    check.add_argument("--unit", default="<unit>", help="the Juju unit, for the fixes shown")
+
     args = parser.parse_args(argv)
+    if args.command == "check":
+        return checks.main([args.kind, "--url", args.url, "--unit", args.unit])
     if args.command == "exporter":
         from . import exporter as endpoint  # prometheus_client: only this command needs it
 

@@ -164,7 +164,7 @@ def deploy_with_influxdb(
 
 
 # What a cloud image of the release has that the charm relies on, plus python3-venv, which the
-# charm's install hook adds with apt.
+# charm's install hook adds with apt; python3-yaml is the hook-tool stand-in's (Juju reads YAML).
 UNIT_PACKAGES = (
     "ca-certificates",
     "dbus",
@@ -173,6 +173,7 @@ UNIT_PACKAGES = (
     "logrotate",
     "python3",
     "python3-venv",
+    "python3-yaml",
     "systemd",
     "systemd-sysv",
 )

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import ops
 import pytest
+import yaml
 from ops import hookcmds
 from ops.model import _ModelBackend
 from unit_agent import HOOKTOOLS, UNIT, new_model, new_relation
@@ -144,3 +147,76 @@ def test_action_results_are_checked_as_juju_checks_them(
         "failed": "collector ticker exited with status 1",
         "log": ["running"],
     }
+
+
+@pytest.fixture
+def hookenv(backend: _ModelBackend, tools: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """charmhelpers' hookenv, as src/nrpe.py's NRPE uses it, with its per-hook caches empty
+    (it keeps answers for the life of the process, which a hook is)."""
+    from charmhelpers.core import hookenv
+
+    hookenv.cache.clear()
+    monkeypatch.setattr(hookenv, "_cache_config", None)
+    monkeypatch.setenv("JUJU_CHARM_DIR", str(tools))
+    state: Any = model(tools)
+    relation = new_relation(4, "nrpe-external-master", "nrpe")
+    relation["units"] = {"nrpe/0": {"nagios_hostname": "juju-metrics-ucm-0"}}
+    state["relations"].append(relation)
+    (tools / "model.json").write_text(json.dumps(state))
+    return hookenv
+
+
+def test_charmhelpers_calls_are_answered_as_juju_answers_them(hookenv: Any, tools: Path) -> None:
+    assert hookenv.config()["collectors-branch"] == "main"
+    assert hookenv.relation_ids("nrpe-external-master") == ["nrpe-external-master:4"]
+    assert hookenv.relations_of_type("nrpe-external-master") == [
+        {
+            "nagios_hostname": "juju-metrics-ucm-0",
+            "__unit__": "nrpe/0",
+            "__relid__": "nrpe-external-master:4",
+        }
+    ]
+    # charmhelpers asks `relation-set --help` whether --file exists, then writes YAML there.
+    monitors = yaml.dump({"monitors": {"remote": {"nrpe": {"ucm_pull": {"command": "check_x"}}}}})
+    hookenv.relation_set(relation_id="nrpe-external-master:4", relation_settings={"primary": True})
+    hookenv.relation_set(relation_id="nrpe-external-master:4", monitors=monitors)
+    assert hookenv.relation_get(unit=UNIT, rid="nrpe-external-master:4") == {
+        "primary": "True",
+        "monitors": monitors,
+    }
+    hookenv.log("Setting charm primary status True")
+    hookenv.log("Check command not found: check_ucm", level="WARNING")
+    log: Any = model(tools)["log"]
+    assert log[-2:] == [
+        {"level": "INFO", "message": "Setting charm primary status True"},
+        {"level": "WARNING", "message": "Check command not found: check_ucm"},
+    ]
+    assert not (tools / ".juju-persistent-config").exists()  # only charmhelpers' hooks save it
+
+
+def test_a_settings_file_is_read_as_the_yaml_map_juju_reads(
+    backend: _ModelBackend, tools: Path
+) -> None:
+    def relation_set(text: str) -> subprocess.CompletedProcess[str]:
+        (tools / "settings.yaml").write_text(text)
+        return subprocess.run(
+            ["relation-set", "-r", "influxdb:3", "--file", str(tools / "settings.yaml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert relation_set("ready: true\nport: 8086\nnote: 'a: b'\n").returncode == 0
+    assert backend.relation_get(3, UNIT, is_app=False) == {
+        "ready": "true",
+        "port": "8086",
+        "note": "a: b",
+    }
+    assert relation_set("ready:\n").returncode == 0  # an empty value deletes the key
+    assert "ready" not in backend.relation_get(3, UNIT, is_app=False)
+    for bad in ("- a list\n", "nested: {a: b}\n", "key: [unclosed\n"):
+        refused = relation_set(bad)
+        assert refused.returncode == 1, bad
+        assert refused.stderr.startswith("ERROR "), refused.stderr
+    helped = subprocess.run(["relation-set", "--help"], capture_output=True, text=True, check=True)
+    assert "--file" in helped.stdout

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -1029,6 +1030,118 @@ def test_pull_without_a_repository_fails_saying_what_to_set(
 
 # The charm over the real workload: files in a temporary root, a real influxd, and systemctl
 # as a script that records its calls (the machine tests drive a real systemd).
+
+
+# The optional nrpe-external-master relation. charmhelpers' NRPE calls Juju's hook tools
+# itself and writes under /etc/nagios, so the charm's part is checked here with src/nrpe.py's two
+# entry points recorded; tests/machine/test_nrpe.py runs them for real through NRPE.
+
+
+@dataclasses.dataclass
+class FakeNrpe:
+    updated: list[Any] = dataclasses.field(default_factory=list)
+    removed: int = 0
+
+    def update_checks(self, settings: Any) -> None:
+        self.updated.append(settings)
+
+    def remove_checks(self) -> None:
+        self.removed += 1
+
+
+@pytest.fixture
+def fake_nrpe(monkeypatch: pytest.MonkeyPatch) -> FakeNrpe:
+    recorder = FakeNrpe()
+    monkeypatch.setattr(charm.nrpe, "update_checks", recorder.update_checks)
+    monkeypatch.setattr(charm.nrpe, "remove_checks", recorder.remove_checks)
+    return recorder
+
+
+def nrpe_relation() -> testing.SubordinateRelation:
+    return testing.SubordinateRelation(
+        endpoint="nrpe-external-master",
+        interface="nrpe-external-master",
+        remote_app_name="nrpe",
+        remote_unit_data={"nagios_hostname": "juju-metrics-ucm-0"},
+    )
+
+
+def test_without_the_nrpe_relation_nothing_is_written_for_nagios(
+    ctx: testing.Context[Any], fake: FakeWorkload, fake_nrpe: FakeNrpe
+) -> None:
+    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA)})
+    for event in (ctx.on.install(), ctx.on.config_changed(), ctx.on.upgrade_charm()):
+        run(ctx, event, state)
+    assert fake_nrpe.updated == []
+    assert fake_nrpe.removed == 0
+
+
+@pytest.mark.parametrize("event_name", ["joined", "changed", "config_changed", "upgrade_charm"])
+def test_with_the_nrpe_relation_the_checks_follow_the_endpoint_and_options(
+    ctx: testing.Context[Any], fake: FakeWorkload, fake_nrpe: FakeNrpe, event_name: str
+) -> None:
+    relation = nrpe_relation()
+    state = testing.State(
+        relations={influxdb_relation(u0=RELATION_DATA), relation},
+        config={
+            "metrics-address": "0.0.0.0",  # noqa: S104 - the option's value under test
+            "metrics-port": 9600,
+            "nagios-context": "prod",
+            "nagios-servicegroups": "metrics,ubuntu",
+        },
+    )
+    event = {
+        "joined": ctx.on.relation_joined(relation, remote_unit=0),
+        "changed": ctx.on.relation_changed(relation, remote_unit=0),
+        "config_changed": ctx.on.config_changed(),
+        "upgrade_charm": ctx.on.upgrade_charm(),
+    }[event_name]
+    out = run(ctx, event, state)
+    assert fake_nrpe.updated == [
+        charm.nrpe.Settings(
+            address="0.0.0.0",  # noqa: S104
+            port=9600,
+            unit=f"{APP}/0",
+            context="prod",
+            servicegroups="metrics,ubuntu",
+        )
+    ]
+    # The relation adds Nagios checks and nothing else: `juju status` is the one without it.
+    if event_name in ("joined", "changed"):
+        assert fake.calls == []
+        assert out.unit_status == state.unit_status
+    else:
+        without = dataclasses.replace(state, relations={influxdb_relation(u0=RELATION_DATA)})
+        alone = run(ctx, event, without)
+        assert (
+            out.unit_status == alone.unit_status == testing.ActiveStatus("3 collectors scheduled")
+        )
+        assert out.opened_ports == alone.opened_ports
+
+
+def test_nrpe_relation_broken_removes_the_checks(
+    ctx: testing.Context[Any], fake: FakeWorkload, fake_nrpe: FakeNrpe
+) -> None:
+    relation = nrpe_relation()
+    state = testing.State(relations={influxdb_relation(u0=RELATION_DATA), relation})
+    run(ctx, ctx.on.relation_broken(relation), state)
+    assert fake_nrpe.removed == 1
+    assert fake_nrpe.updated == []
+
+
+def test_the_nrpe_checks_run_the_plugin_against_the_endpoint() -> None:
+    settings = charm.nrpe.Settings(address="::", port=9600, unit=f"{APP}/1")
+    assert charm.nrpe.commands(settings) == {
+        "ucm_collectors_stale": f"check_ucm stale --url http://[::1]:9600/metrics --unit {APP}/1",
+        "ucm_collectors_failing": (
+            f"check_ucm failing --url http://[::1]:9600/metrics --unit {APP}/1"
+        ),
+        "ucm_pull": f"check_ucm pull --url http://[::1]:9600/metrics --unit {APP}/1",
+    }
+    for check in charm.nrpe.CHECKS:
+        # What charmhelpers' Check accepts as a short name, and Nagios in a description.
+        assert re.fullmatch(r"[A-Za-z0-9-_.@]+", check.shortname), check
+        assert not set(check.description) & set("`~!$%^&*\"|'<>?,()="), check
 
 
 def write_collectors_tree(folder: Path) -> None:

@@ -8,9 +8,11 @@ hook or action and read back after it. Each call is appended to `calls.jsonl` (t
 dispatch path) so that a test can check what the charm asked and passed on command lines.
 
 Flags, `--format=json` output, exit codes and error texts follow Juju 3.6 for what ops 3.9
-sends (`ops/hookcmds`); a tool the stand-in does not serve is not on the PATH, so calling it
-fails loudly, as a tool missing from an older Juju would. Runs on the unit's own Python (3.10
-on Ubuntu 22.04): stdlib only.
+sends (`ops/hookcmds`) and what charmhelpers' NRPE sends (`-l` for juju-log, `relation-set
+--help` to learn whether `--file` exists, then a YAML `--file`); a tool the stand-in does not
+serve is not on the PATH, so calling it fails loudly, as a tool missing from an older Juju
+would. Runs on the unit's own Python (3.10 on Ubuntu 22.04): the standard library and
+python3-yaml, which every Ubuntu cloud image has (cloud-init needs it), for the YAML Juju reads.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE / "model.json"
@@ -45,7 +49,12 @@ class Usage:
     """A small getopt that rejects what Juju's gnuflag rejects: unknown flags, missing values."""
 
     def __init__(
-        self, argv: list[str], *, flags: tuple[str, ...] = (), options: tuple[str, ...] = ()
+        self,
+        argv: list[str],
+        *,
+        flags: tuple[str, ...] = (),
+        options: tuple[str, ...] = (),
+        aliases: dict[str, str] | None = None,
     ):
         self.flags: set[str] = set()
         self.options: dict[str, str] = {}
@@ -60,6 +69,7 @@ class Usage:
                 self.args.append(word)
                 continue
             name, has_value, value = word.lstrip("-").partition("=")
+            name = (aliases or {}).get(name, name)
             if name in options:
                 if not has_value:
                     if not rest:
@@ -235,11 +245,20 @@ def relation_set(model: dict[str, Any], usage: Usage) -> None:
     changes: dict[str, str] = {}
     source = usage.options.get("file")
     if source is not None:
+        # Juju reads the file as YAML: ops writes JSON (which is YAML), charmhelpers YAML.
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
-        loaded = json.loads(text) if text.strip() else {}
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ToolError(f"cannot parse settings: {error}") from None
+        if loaded is None:
+            loaded = {}
         if not isinstance(loaded, dict):
             raise ToolError(f"expected settings map, got {type(loaded).__name__}")
-        changes.update({str(k): str(v) for k, v in loaded.items()})
+        for key, value in loaded.items():
+            if isinstance(value, (dict, list)):
+                raise ToolError(f"cannot unmarshal settings: {key!r} is not a string")
+            changes[str(key)] = "" if value is None else yaml_scalar(value)
     for word in usage.args:
         key, equals, value = word.partition("=")
         if not equals:
@@ -256,6 +275,13 @@ def relation_set(model: dict[str, Any], usage: Usage) -> None:
             data[key] = value
         else:
             data.pop(key, None)
+
+
+def yaml_scalar(value: Any) -> str:
+    """A YAML scalar as Juju stores it in a string setting (`true`, not Python's `True`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def secret_get(model: dict[str, Any], usage: Usage) -> None:
@@ -362,8 +388,24 @@ TOOLS = {
 }
 
 
+# Juju's short names of long flags.
+ALIASES = {"juju-log": {"l": "log-level"}}
+
+
+def usage_text(tool: str) -> str:
+    """What `TOOL --help` prints on stdout: the options, as Juju's gnuflag lists them."""
+    _, flags, options = TOOLS[tool]
+    lines = [f"Usage: {tool} [options]", "", "Options:"]
+    lines += [f"--{name}  (= false)" for name in flags]
+    lines += [f"{'-' if len(name) == 1 else '--'}{name}  (= )" for name in options]
+    return "\n".join(lines)
+
+
 def main() -> NoReturn:
     tool = Path(sys.argv[0]).name
+    if sys.argv[1:] in (["--help"], ["-h"]):
+        print(usage_text(tool))
+        sys.exit(0)
     with CALLS.open("a") as calls:
         record = {
             "tool": tool,
@@ -376,7 +418,7 @@ def main() -> NoReturn:
         model = json.load(handle)
         try:
             function, flags, options = TOOLS[tool]
-            usage = Usage(sys.argv[1:], flags=flags, options=options)
+            usage = Usage(sys.argv[1:], flags=flags, options=options, aliases=ALIASES.get(tool))
             function(model, usage)
         except ToolError as error:
             print(f"ERROR {error}", file=sys.stderr)
