@@ -258,6 +258,7 @@ def test_branch_proxy_and_actions(
         assert rows[0].split() == [
             "NAME",
             "INTERVAL",
+            "OWNER",
             "LAST-RESULT",
             "LAST-RUN",
             "NEXT-RUN",

@@ -88,7 +88,7 @@ def test_nrpe_runs_the_checks_as_nagios_and_they_name_what_to_fix(
                 kind = name.rsplit("_", 1)[-1]
                 command = (unit.container.root / f"etc/nagios/nrpe.d/check_{name}.cfg").read_text()
                 assert (
-                    f"command[check_{name}]={PLUGIN} {kind} --url http://127.0.0.1:9581/metrics"
+                    f"command[check_{name}]={PLUGIN} {kind} --url {unit.metrics_url}"
                     f" --unit {UNIT}\n"
                 ) in command, command
                 service = (
