@@ -30,31 +30,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 @pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[tuple[Paths, str]]:
-    paths = Paths(tmp_path / "root")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workload", "--root", str(paths.root), "exporter", "--port",
-         str(port)],
-        cwd=REPOSITORY / "src",
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/metrics"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5).close()
-            break
-        except OSError:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the exporter did not start listening"
-            time.sleep(0.1)
-    yield paths, url
-    process.terminate()
-    process.wait(10)
-
-
-@pytest.fixture
 def plugin(tmp_path: Path) -> Path:
     """The plugin alone in a folder, as the charm installs it."""
     installed = nagios.install_plugin(root=tmp_path / "machine")

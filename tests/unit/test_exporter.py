@@ -11,10 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from metrics.testing import InfluxServer, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -76,31 +74,6 @@ def run_collector(paths: Paths, tree: Path, name: str, influx: InfluxServer | No
         timeout=120,
         check=False,
     )
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[tuple[Paths, str]]:
-    paths = Paths(tmp_path / "root")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workload", "--root", str(paths.root), "exporter", "--port",
-         str(port)],
-        cwd=REPOSITORY / "src",
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/metrics"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5).close()
-            break
-        except OSError:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the exporter did not start listening"
-            time.sleep(0.1)
-    yield paths, url
-    process.terminate()
-    process.wait(10)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
